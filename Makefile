@@ -1,0 +1,49 @@
+# The gateway's commands. `make run` and `make test` work on a fresh machine with Python 3.11+.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: run test bench bench-quick cluster lint format install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(INSTALLED): pyproject.toml | $(BIN)/python
+	$(PIP) install --upgrade pip setuptools wheel
+	$(PIP) install -e ".[dev,bench]"
+	touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+## Run the whole gateway on this machine with embedded defaults (Ctrl-C stops everything).
+run: $(INSTALLED)
+	DEBUG=$${DEBUG:-1} $(BIN)/python -m gateway_project.devrun
+
+## Install the dev dependencies and run the whole suite (REDIS_URL / DATABASE_URL for real servers).
+test: $(INSTALLED)
+	@$(BIN)/python -m gateway_project.browser_check
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Side-by-side benchmark (SPEC section 13); `make bench-quick` for a 2-minute run.
+bench: $(INSTALLED)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+bench-quick: $(INSTALLED)
+	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
+
+## Two gateway instances, a worker, beat and a round-robin front on :8080 (needs Redis + PostgreSQL).
+cluster: $(INSTALLED)
+	$(BIN)/python -m gateway_project.cluster
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(INSTALLED)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

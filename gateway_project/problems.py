@@ -1,0 +1,129 @@
+"""Django-side rendering of the gateway's problem catalog (proxy.problems).
+
+The management API, the auth endpoints and Django's error handlers answer with the same
+RFC 9457 documents as the data plane.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from rest_framework import exceptions
+from rest_framework.views import exception_handler as drf_default_handler
+
+from proxy.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES, problem_document
+from proxy.request_id import new_request_id
+
+__all__ = [
+    "drf_exception_handler",
+    "handler400",
+    "handler403",
+    "handler404",
+    "handler500",
+    "problem_page",
+    "problem_response",
+]
+
+logger = logging.getLogger("gateway.problems")
+
+_DRF_CODES = (
+    (exceptions.ValidationError, "VALIDATION_ERROR"),
+    (exceptions.ParseError, "INVALID_REQUEST"),
+    (exceptions.UnsupportedMediaType, "INVALID_REQUEST"),
+    (exceptions.NotAcceptable, "INVALID_REQUEST"),
+    (exceptions.NotAuthenticated, "AUTH_ERROR"),
+    (exceptions.AuthenticationFailed, "AUTH_ERROR"),
+    (exceptions.PermissionDenied, "FORBIDDEN"),
+    (exceptions.NotFound, "NOT_FOUND"),
+    (exceptions.MethodNotAllowed, "METHOD_NOT_ALLOWED"),
+    (exceptions.Throttled, "RATE_LIMIT"),
+)
+_UNIFORM_AUTH_DETAIL = "Authentication credentials were missing or invalid."
+
+
+def request_id_of(request: HttpRequest) -> str:
+    return getattr(request, "request_id", "") or new_request_id()
+
+
+def problem_response(
+    request: HttpRequest, code: str, detail: str, status: int | None = None, **extra
+) -> JsonResponse:
+    document = problem_document(code, detail, request.path, request_id_of(request), **extra)
+    if status is not None:
+        document["status"] = status
+    response = JsonResponse(
+        document, status=document["status"], content_type=PROBLEM_CONTENT_TYPE,
+        json_dumps_params={"separators": (",", ":")},
+    )
+    if code == "AUTH_ERROR":
+        response["WWW-Authenticate"] = 'Bearer realm="gateway"'
+    return response
+
+
+def drf_exception_handler(exc, context):
+    """Every DRF error as problem+json: field messages for 400s, one body for all 401s."""
+    request = context.get("request")
+    response = drf_default_handler(exc, context)
+    if response is None:
+        if isinstance(exc, Http404):
+            return problem_response(request, "NOT_FOUND", "Not found.")
+        logger.exception("unhandled error in management API")
+        return problem_response(request, "INTERNAL_ERROR", "The request failed unexpectedly.")
+    code = next((c for cls, c in _DRF_CODES if isinstance(exc, cls)), "INVALID_REQUEST")
+    extra = {}
+    if code == "VALIDATION_ERROR":
+        errors = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        detail, extra["errors"] = "One or more fields are invalid.", errors
+    elif code == "AUTH_ERROR":
+        detail = _UNIFORM_AUTH_DETAIL
+    else:
+        detail = str(exc.detail) if hasattr(exc, "detail") else str(exc)
+    problem = problem_response(request, code, detail, status=response.status_code, **extra)
+    for header in ("Allow", "Retry-After"):
+        if header in response:
+            problem[header] = response[header]
+    if response.status_code == 403 and code == "AUTH_ERROR":
+        problem.status_code = 401
+    return problem
+
+
+def _wants_problem(request: HttpRequest) -> bool:
+    accept = request.headers.get("Accept", "")
+    return request.path.startswith("/api/") or "json" in accept and "html" not in accept
+
+
+def handler400(request, exception=None):
+    return problem_response(request, "INVALID_REQUEST", "The request could not be understood.")
+
+
+def handler403(request, exception=None):
+    if _wants_problem(request):
+        return problem_response(request, "FORBIDDEN", "You may not access this resource.")
+    return render(request, "errors/403.html", status=403)
+
+
+def handler404(request, exception=None):
+    if _wants_problem(request):
+        return problem_response(request, "NOT_FOUND", f"Nothing is served at {request.path}.")
+    return render(request, "errors/404.html", status=404)
+
+
+def handler500(request):
+    if _wants_problem(request):
+        return problem_response(request, "INTERNAL_ERROR", "The request failed unexpectedly.")
+    return render(request, "errors/500.html", status=500)
+
+
+def problem_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """The human-readable page every problem `type` URL points to."""
+    problem = next((p for p in PROBLEM_TYPES.values() if p.slug == slug), None)
+    if problem is None:
+        raise Http404(slug)
+    return render(request, "problems/detail.html", {"problem": problem})
+
+
+def problem_index(request: HttpRequest) -> HttpResponse:
+    problems = sorted(PROBLEM_TYPES.values(), key=lambda p: (p.status, p.code))
+    return render(request, "problems/index.html", {"problems": problems})

@@ -1,0 +1,287 @@
+"""Gateway settings: every value comes from the environment, with embedded defaults.
+
+Unset, the gateway runs on one machine with no servers: SQLite under `var/`, an
+in-process cache, limiter and channel layer, and a filesystem Celery broker.
+`DATABASE_URL` and `REDIS_URL` switch it to PostgreSQL and Redis for scale-out.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from gateway_project.env import env_bool, env_float, env_int, env_list, env_seconds, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("GATEWAY_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+GATEWAY_VERSION = "0.1.0"
+
+# --- Core -------------------------------------------------------------------------------
+
+DEBUG = env_bool("DEBUG", False)
+_DEV_SECRET_KEY = "django-insecure-embedded-development-key-never-use-in-production"
+SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY if DEBUG else "")
+if not DEBUG and (not SECRET_KEY or SECRET_KEY == _DEV_SECRET_KEY):
+    raise ImproperlyConfigured("SECRET_KEY must be set to a unique secret when DEBUG is off.")
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_prometheus",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "rest_framework_simplejwt.token_blacklist",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "tenancy",
+    "registry",
+    "proxy",
+    "alerts",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "gateway_project.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "gateway_project.urls"
+ASGI_APPLICATION = "gateway_project.asgi.application"
+WSGI_APPLICATION = None
+AUTH_USER_MODEL = "tenancy.User"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Stores -----------------------------------------------------------------------------
+
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'gateway.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Several processes (gateway, Celery worker, beat) share the file in `make run`.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL", "")
+CACHE_KEY_PREFIX = env_str("CACHE_KEY_PREFIX", "gw")
+
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
+            "OPTIONS": {
+                "SOCKET_CONNECT_TIMEOUT": 1,
+                "SOCKET_TIMEOUT": 1,
+                # A cache outage must never turn into a 500 on the control plane.
+                "IGNORE_EXCEPTIONS": True,
+            },
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{CACHE_KEY_PREFIX}:asgi"},
+        }
+    }
+    DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "gateway",
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
+        }
+    }
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Celery -----------------------------------------------------------------------------
+
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
+if CELERY_BROKER_URL == "filesystem://":
+    _CELERY_DIR = VAR_DIR / "celery"
+    for _sub in ("queue", "processed"):
+        (_CELERY_DIR / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_CELERY_DIR / "queue"),
+        "data_folder_out": str(_CELERY_DIR / "queue"),
+        "processed_folder": str(_CELERY_DIR / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+HEALTH_SWEEP_SECONDS = env_seconds("HEALTH_SWEEP_SECONDS", 5)
+CELERY_BEAT_SCHEDULE = {
+    "health-sweep": {"task": "registry.tasks.health_sweep_task", "schedule": HEALTH_SWEEP_SECONDS},
+}
+
+# --- Auth, REST framework, OpenAPI -----------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/admin/login/"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+        "tenancy.authentication.GatewayJWTAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "gateway_project.problems.drf_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Gateway management API",
+    "DESCRIPTION": "Services, targets, tenants, subscriptions, rate policies and API keys.",
+    "VERSION": GATEWAY_VERSION,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+JWT_ALGORITHM = env_str("JWT_ALGORITHM", "RS256")
+JWT_ISSUER = env_str("JWT_ISSUER", "gateway")
+JWT_AUDIENCE = env_str("JWT_AUDIENCE", "gateway-api")
+JWT_LEEWAY_SECONDS = 10
+JWT_ACCESS_LIFETIME = env_seconds("JWT_ACCESS_LIFETIME", 15 * 60)
+JWT_REFRESH_LIFETIME = env_seconds("JWT_REFRESH_LIFETIME", 7 * 86400)
+JWT_DEMO_LIFETIME = env_seconds("JWT_DEMO_LIFETIME", 30 * 60)
+JWT_PRIVATE_KEY = env_str("JWT_PRIVATE_KEY", "")
+JWT_PRIVATE_KEY_FILE = env_str("JWT_PRIVATE_KEY_FILE", "")
+JWT_PUBLIC_KEYS_FILE = env_str("JWT_PUBLIC_KEYS_FILE", "")
+JWT_SIGNING_KEY = env_str("JWT_SIGNING_KEY", "")
+JWT_KEY_DIR = VAR_DIR / "jwt"
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=JWT_ACCESS_LIFETIME),
+    "REFRESH_TOKEN_LIFETIME": timedelta(seconds=JWT_REFRESH_LIFETIME),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": False,
+    "ALGORITHM": JWT_ALGORITHM,
+    "AUDIENCE": JWT_AUDIENCE,
+    "ISSUER": JWT_ISSUER,
+    "LEEWAY": JWT_LEEWAY_SECONDS,
+    "USER_ID_CLAIM": "sub",
+    "USER_ID_FIELD": "id",
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    # Keys are filled in by tenancy.keys at app start (generated under var/ when unset).
+    "SIGNING_KEY": "",
+    "VERIFYING_KEY": "",
+}
+
+# Login brute-force protection (django-ratelimit), per IP and per username.
+LOGIN_RATE_LIMIT = env_str("LOGIN_RATE_LIMIT", "5/m")
+RATELIMIT_VIEW = "tenancy.views.ratelimited_view"
+
+# --- Gateway data plane -----------------------------------------------------------------
+
+CORS_ORIGINS = env_list("CORS_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000")
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", "")
+UPSTREAM_CLIENT = env_str("UPSTREAM_CLIENT", "aiohttp")
+UPSTREAM_POOL_SIZE = env_int("UPSTREAM_POOL_SIZE", 256)
+UPSTREAM_DENY_NETWORKS = env_list(
+    "UPSTREAM_DENY_NETWORKS", "169.254.0.0/16,fe80::/10,100.100.100.200/32,fd00:ec2::254/128"
+)
+CONFIG_POLL_SECONDS = env_seconds("CONFIG_POLL_SECONDS", 0.25)
+RATE_LIMIT_DEFAULT = env_str("RATE_LIMIT_DEFAULT", "300/60")
+RATE_LIMIT_FAIL_MODE = env_str("RATE_LIMIT_FAIL_MODE", "open")
+REQUEST_HEADER_TIMEOUT = env_seconds("REQUEST_HEADER_TIMEOUT", 30)
+ACCESS_LOG_PATH = env_str("ACCESS_LOG_PATH", "")
+
+# --- Alerts -----------------------------------------------------------------------------
+
+ALERT_RETENTION = env_int("ALERT_RETENTION", 10_000)
+SSE_MAX_CONNECTIONS_PER_TENANT = env_int("SSE_MAX_CONNECTIONS_PER_TENANT", 20_000)
+SSE_KEEPALIVE_SECONDS = env_seconds("SSE_KEEPALIVE_SECONDS", 15)
+SSE_RETRY_MS = env_int("SSE_RETRY_MS", 3000)
+WHATSAPP_API_URL = env_str("WHATSAPP_API_URL", "http://127.0.0.1:9100/whatsapp/v17.0")
+WHATSAPP_TOKEN = env_str("WHATSAPP_TOKEN", "")
+WEBHOOK_SIGNING_SECRET = env_str("WEBHOOK_SIGNING_SECRET", SECRET_KEY)
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "gateway@localhost")
+
+# --- Observability ----------------------------------------------------------------------
+
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", "")
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+NOMINATIM_URL = env_str("NOMINATIM_URL", "https://nominatim.openstreetmap.org")
+GEOCODE_CACHE_SECONDS = env_seconds("GEOCODE_CACHE_SECONDS", 86400)
+GEOCODE_MIN_INTERVAL = env_float("GEOCODE_MIN_INTERVAL", 1.0)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "gateway_project.logs.JsonFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "gateway.access": {"handlers": [], "level": "INFO"},
+    },
+}
+
+# --- Static files, i18n, security -------------------------------------------------------
+
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# Served by WhiteNoise straight from the app directories: no collectstatic, no CDN needed.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "strict-origin-when-cross-origin"
+SESSION_COOKIE_HTTPONLY = True
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXIES else None

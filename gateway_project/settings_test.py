@@ -1,0 +1,18 @@
+"""Test settings: the real settings, made deterministic and isolated per pytest worker."""
+
+import os
+
+os.environ.setdefault("DEBUG", "0")
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production-0123456789")
+os.environ.setdefault("GATEWAY_VAR_DIR", os.path.join(os.path.dirname(__file__), "..", "var", "test"))
+os.environ.setdefault("CACHE_KEY_PREFIX", f"gwtest{os.environ.get('PYTEST_XDIST_WORKER', '')}")
+os.environ.setdefault("CELERY_BROKER_URL", "memory://")
+
+from gateway_project.settings import *  # noqa: E402,F403
+
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+LOGIN_RATE_LIMIT = "5/m"
+LOGGING["root"]["level"] = os.environ.get("LOG_LEVEL", "WARNING")  # noqa: F405

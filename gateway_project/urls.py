@@ -1,0 +1,24 @@
+"""URL wiring for everything Django serves: admin, management API, auth, health, metrics, docs."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from gateway_project import problems
+
+handler400 = problems.handler400
+handler403 = problems.handler403
+handler404 = problems.handler404
+handler500 = problems.handler500
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/manage/", include("gateway_project.manage_urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/v1/", include("tenancy.urls")),
+    path("api/v1/", include("alerts.urls")),
+    path("", include("proxy.urls")),
+    path("problems/", problems.problem_index, name="problem-index"),
+    path("problems/<slug:slug>", problems.problem_page, name="problem-page"),
+]

@@ -1,0 +1,158 @@
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from registry.choices import LoadBalancing
+from registry.constants import (
+    ALL_METHODS,
+    BREAKER_DEFAULTS,
+    DEFAULT_HEALTH_INTERVAL_SECONDS,
+    DEFAULT_MAX_BODY_BYTES,
+)
+from registry.validators import (
+    normalize_prefix,
+    validate_method_list,
+    validate_path_list,
+    validate_path_prefix,
+    validate_string_list,
+    validate_upstream_url,
+)
+
+__all__ = ["Service", "Target", "TargetHealthCheck"]
+
+
+def _all_methods() -> list[str]:
+    return list(ALL_METHODS)
+
+
+class Service(models.Model):
+    """An upstream service reachable under a path prefix, with its routing and protection rules."""
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=50, unique=True, help_text="Used in metrics and logs.")
+    description = models.TextField(blank=True)
+    path_prefix = models.CharField(
+        max_length=200,
+        unique=True,
+        validators=[validate_path_prefix],
+        help_text="Client-facing prefix, e.g. /api/v1/sales.",
+    )
+    upstream_path = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Replaces the prefix upstream: '' sends /api/v1/sales/x as /x.",
+    )
+    load_balancing = models.CharField(
+        max_length=32, choices=LoadBalancing.choices, default=LoadBalancing.WEIGHTED_ROUND_ROBIN
+    )
+    connect_timeout = models.FloatField(
+        default=2.0, validators=[MinValueValidator(0.05), MaxValueValidator(60)], help_text="Seconds."
+    )
+    read_timeout = models.FloatField(
+        default=30.0, validators=[MinValueValidator(0.1), MaxValueValidator(600)], help_text="Seconds."
+    )
+    retries = models.PositiveSmallIntegerField(default=2, validators=[MaxValueValidator(5)])
+    allowed_methods = models.JSONField(default=_all_methods, validators=[validate_method_list])
+    auth_required = models.BooleanField(default=True)
+    public_paths = models.JSONField(
+        default=list, blank=True, validators=[validate_path_list],
+        help_text="Paths below the prefix that need no authentication, e.g. [\"/public\"].",
+    )
+    read_roles = models.JSONField(default=list, blank=True, validators=[validate_string_list])
+    read_scopes = models.JSONField(default=list, blank=True, validators=[validate_string_list])
+    write_roles = models.JSONField(default=list, blank=True, validators=[validate_string_list])
+    write_scopes = models.JSONField(default=list, blank=True, validators=[validate_string_list])
+    breaker_failure_threshold = models.PositiveSmallIntegerField(
+        default=BREAKER_DEFAULTS["failure_threshold"], validators=[MinValueValidator(1)]
+    )
+    breaker_failure_window = models.PositiveIntegerField(
+        default=BREAKER_DEFAULTS["failure_window"], validators=[MinValueValidator(1)],
+        help_text="Seconds.",
+    )
+    breaker_minimum_throughput = models.PositiveSmallIntegerField(
+        default=BREAKER_DEFAULTS["minimum_throughput"], validators=[MinValueValidator(1)]
+    )
+    breaker_recovery_timeout = models.FloatField(
+        default=BREAKER_DEFAULTS["recovery_timeout"],
+        validators=[MinValueValidator(0.1), MaxValueValidator(3600)], help_text="Seconds.",
+    )
+    breaker_success_threshold = models.PositiveSmallIntegerField(
+        default=BREAKER_DEFAULTS["success_threshold"], validators=[MinValueValidator(1)]
+    )
+    health_path = models.CharField(max_length=200, default="/health")
+    health_interval = models.PositiveIntegerField(
+        default=DEFAULT_HEALTH_INTERVAL_SECONDS,
+        validators=[MinValueValidator(1), MaxValueValidator(86400)], help_text="Seconds.",
+    )
+    websocket_enabled = models.BooleanField(default=False)
+    max_body_bytes = models.PositiveBigIntegerField(
+        default=DEFAULT_MAX_BODY_BYTES, validators=[MaxValueValidator(1024**3)]
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["path_prefix"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.path_prefix})"
+
+    def clean(self) -> None:
+        self.path_prefix = normalize_prefix(self.path_prefix or "")
+        self.allowed_methods = sorted({m.upper() for m in self.allowed_methods or []})
+        if not self.allowed_methods:
+            raise ValidationError({"allowed_methods": "Allow at least one method."})
+        if self.upstream_path and not self.upstream_path.startswith("/"):
+            raise ValidationError({"upstream_path": "Start the rewrite with '/'."})
+        self.upstream_path = self.upstream_path.rstrip("/")
+        if not self.health_path.startswith("/"):
+            raise ValidationError({"health_path": "Start the health path with '/'."})
+
+
+class Target(models.Model):
+    """One upstream instance of a service; traffic is shared among enabled, healthy targets."""
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="targets")
+    url = models.CharField(
+        max_length=500, validators=[validate_upstream_url], help_text="e.g. http://10.0.0.5:8080"
+    )
+    weight = models.PositiveIntegerField(default=100, validators=[MaxValueValidator(1000)])
+    enabled = models.BooleanField(default=True)
+    demo_only = models.BooleanField(default=False, help_text="Receives only demo-session traffic.")
+    healthy = models.BooleanField(default=True, help_text="Set by the health sweep.")
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    breaker_reset_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set by a staff reset; every instance closes its breaker."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["service__path_prefix", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["service", "url"], name="unique_target_url_per_service")
+        ]
+
+    def __str__(self) -> str:
+        return self.url
+
+    def clean(self) -> None:
+        self.url = (self.url or "").rstrip("/")
+
+
+class TargetHealthCheck(models.Model):
+    """One health-sweep result for a target; a bounded history is kept per target."""
+
+    target = models.ForeignKey(Target, on_delete=models.CASCADE, related_name="health_checks")
+    ok = models.BooleanField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.target} {'ok' if self.ok else 'failing'} at {self.created_at:%H:%M:%S}"

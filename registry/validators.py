@@ -1,0 +1,114 @@
+"""Validation of what staff and developers register: prefixes, upstream URLs, method lists."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from registry.constants import ALL_METHODS, RESERVED_PREFIXES
+
+__all__ = [
+    "normalize_prefix",
+    "validate_method_list",
+    "validate_path_list",
+    "validate_path_prefix",
+    "validate_string_list",
+    "validate_upstream_url",
+]
+
+_PREFIX_RE = re.compile(r"^/api/v[0-9]+(/[a-z0-9][a-z0-9._-]*)+$")
+_PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@/-]*$")
+_DENIED_HOSTNAMES = frozenset({"metadata.google.internal", "metadata", "instance-data"})
+
+
+def normalize_prefix(value: str) -> str:
+    """A prefix without a trailing slash, so `/api/v1/sales/` and `/api/v1/sales` are one."""
+    return value.rstrip("/") if value not in ("", "/") else value
+
+
+def validate_path_prefix(value: str) -> None:
+    """A service prefix is `/api/v<N>/<name>[/...]` and never one the gateway serves itself."""
+    prefix = normalize_prefix(value)
+    if not _PREFIX_RE.match(prefix):
+        raise ValidationError(
+            "Enter a prefix like /api/v1/sales: lowercase letters, digits, '.', '_' or '-'.",
+            code="invalid_prefix",
+        )
+    for reserved in RESERVED_PREFIXES:
+        if prefix == reserved or prefix.startswith(reserved + "/"):
+            raise ValidationError(
+                f"{reserved} is served by the gateway itself and cannot be registered.",
+                code="reserved_prefix",
+            )
+
+
+def _denied_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(cidr, strict=False) for cidr in settings.UPSTREAM_DENY_NETWORKS]
+
+
+def _addresses_of(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The host's IP addresses: the literal itself, or what it resolves to right now."""
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return []  # Not resolvable from here (e.g. a cluster-internal name): judged at use.
+    return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+
+
+def validate_upstream_url(value: str) -> None:
+    """http/https only, no credentials, and never a denied network (metadata, link-local)."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        raise ValidationError(f"Not a valid URL: {exc}.", code="invalid_url") from exc
+    if parts.scheme not in ("http", "https"):
+        raise ValidationError("Upstream URLs must use http or https.", code="invalid_scheme")
+    if not parts.hostname:
+        raise ValidationError("Upstream URLs need a host.", code="invalid_url")
+    if parts.username or parts.password:
+        raise ValidationError("Upstream URLs may not carry credentials.", code="invalid_url")
+    if parts.query or parts.fragment:
+        raise ValidationError("Upstream URLs may not carry a query or fragment.", code="invalid_url")
+    if port == 0:
+        raise ValidationError("Port 0 is not a valid upstream port.", code="invalid_url")
+    host = parts.hostname.lower().rstrip(".")
+    if host in _DENIED_HOSTNAMES:
+        raise ValidationError(f"{host} is a cloud metadata host.", code="denied_network")
+    networks = _denied_networks()
+    for address in _addresses_of(host):
+        mapped = getattr(address, "ipv4_mapped", None) or address
+        if mapped.is_unspecified or any(mapped in network for network in networks):
+            raise ValidationError(
+                f"{host} is in a denied network ({mapped}); see UPSTREAM_DENY_NETWORKS.",
+                code="denied_network",
+            )
+
+
+def validate_string_list(value) -> None:
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise ValidationError("Enter a list of non-empty strings.", code="invalid_list")
+
+
+def validate_method_list(value) -> None:
+    validate_string_list(value)
+    unknown = sorted({item.upper() for item in value} - set(ALL_METHODS))
+    if unknown:
+        raise ValidationError(f"Unknown HTTP methods: {', '.join(unknown)}.", code="invalid_method")
+
+
+def validate_path_list(value) -> None:
+    """Public paths are relative to the service prefix and start with '/'."""
+    validate_string_list(value)
+    for path in value:
+        if not _PATH_RE.match(path) or "/../" in path + "/" or "//" in path:
+            raise ValidationError(f"{path!r} is not a clean path starting with '/'.", code="invalid_path")

@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class TenancyConfig(AppConfig):
+    name = "tenancy"
+    verbose_name = "Tenancy"
+
+    def ready(self) -> None:
+        from registry.signals import connect_config_signals
+        from tenancy.models import Subscription, Tenant
+
+        connect_config_signals(Tenant, Subscription)

@@ -1,0 +1,20 @@
+"""Enumerations of tenancy."""
+
+from django.db import models
+
+from registry.choices import Role
+
+__all__ = ["Plan", "Role", "SubscriptionStatus"]
+
+
+class SubscriptionStatus(models.TextChoices):
+    TRIALING = "trialing", "Trialing"
+    ACTIVE = "active", "Active"
+    PAST_DUE = "past_due", "Past due"
+    CANCELED = "canceled", "Canceled"
+
+
+class Plan(models.TextChoices):
+    FREE = "free", "Free"
+    STANDARD = "standard", "Standard"
+    ENTERPRISE = "enterprise", "Enterprise"

@@ -1,0 +1,126 @@
+"""Fixtures shared by the whole suite: real Redis, a real browser, users of each kind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+IN_CI = bool(os.environ.get("CI"))
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip locally when a real dependency is missing; in CI a missing dependency is a failure."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"CI requires it: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    url = os.environ.get("REDIS_URL", "")
+    require(bool(url), "REDIS_URL is not set")
+    return url
+
+
+@pytest.fixture
+def redis_client(redis_url):
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.ping()
+    except redis.RedisError as exc:  # pragma: no cover - environment problem
+        require(False, f"Redis at {redis_url} is unreachable: {exc}")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A real headless Chromium (Debian's), driven by Playwright."""
+    require(os.path.exists(CHROMIUM) or bool(shutil.which("chromium")), "chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1366, "height": 800})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def artifacts_dir() -> str:
+    path = os.path.join(os.path.dirname(__file__), "..", "test-artifacts")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def tenant(db):
+    from tenancy.models import Subscription, Tenant
+    from django.utils import timezone
+    from datetime import timedelta
+
+    tenant = Tenant.objects.create(name="Acme Bakery", slug="acme")
+    Subscription.objects.create(tenant=tenant, current_period_end=timezone.now() + timedelta(days=30))
+    return tenant
+
+
+@pytest.fixture
+def staff_user(db):
+    from tenancy.models import User
+
+    return User.objects.create_user(
+        "staffer", email="staffer@example.com", password="staff-pass-123", is_staff=True,
+        is_superuser=True, role="admin",
+    )
+
+
+@pytest.fixture
+def member_user(db, tenant):
+    from tenancy.models import User
+
+    return User.objects.create_user(
+        "member", email="member@acme.example", password="member-pass-123", tenant=tenant,
+        role="member",
+    )
+
+
+@pytest.fixture
+def staff_client(staff_user):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_login(staff_user)
+    return client
+
+
+@pytest.fixture
+def member_client(member_user):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_login(member_user)
+    return client
