@@ -13,12 +13,22 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_application = get_asgi_application()
 
-from proxy.routing import http_router, lifespan, websocket_router  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": http_router(django_application),
-        "websocket": websocket_router(),
-        "lifespan": lifespan,
-    }
-)
+def build_application():
+    """A complete gateway instance (its own data-plane runtime); tests build several."""
+    from proxy.routing import http_router, websocket_router
+    from proxy.runtime import Runtime
+
+    runtime = Runtime()
+    application = ProtocolTypeRouter(
+        {
+            "http": http_router(django_application, runtime),
+            "websocket": websocket_router(runtime),
+            "lifespan": runtime.lifespan,
+        }
+    )
+    application.runtime = runtime
+    return application
+
+
+application = build_application()

@@ -272,6 +272,7 @@ LOGGING = {
 
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # Served by WhiteNoise straight from the app directories: no collectstatic, no CDN needed.
 WHITENOISE_USE_FINDERS = True

@@ -1,22 +1,52 @@
-"""Top-level dispatch of ASGI connections (filled by the data-plane issue)."""
+"""Top-level dispatch of ASGI connections (SPEC section 3).
+
+Paths the gateway serves itself go to Django; the SSE stream to its plain ASGI app; every
+other `/api/...` path to the data plane, which answers 404 for unregistered prefixes
+rather than ever falling through to a default upstream.
+"""
+
+from __future__ import annotations
+
+from proxy.pipeline import ProxyApp
+from registry.constants import RESERVED_PREFIXES
+
+__all__ = ["SSE_PATH", "http_router", "is_gateway_path", "websocket_router"]
+
+SSE_PATH = "/api/v1/alerts/stream"
+_GATEWAY_PREFIXES = tuple(p + "/" for p in RESERVED_PREFIXES)
 
 
-def http_router(django_application):
-    return django_application
+def is_gateway_path(path: str) -> bool:
+    return path.startswith(_GATEWAY_PREFIXES) or path in RESERVED_PREFIXES
 
 
-def websocket_router():
-    async def refuse(scope, receive, send):
-        await send({"type": "websocket.close", "code": 1008})
+def http_router(django_application, runtime):
+    proxy = ProxyApp(runtime)
+    sse = None
 
-    return refuse
+    async def route(scope, receive, send):
+        nonlocal sse
+        path = scope["path"]
+        if path == SSE_PATH:
+            if sse is None:
+                from alerts.stream import AlertStreamApp
+
+                sse = AlertStreamApp(runtime)
+            await runtime.ensure_started()
+            return await sse(scope, receive, send)
+        if path.startswith("/api/") and not is_gateway_path(path):
+            await runtime.ensure_started()
+            return await proxy(scope, receive, send)
+        return await django_application(scope, receive, send)
+
+    return route
 
 
-async def lifespan(scope, receive, send):
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+def websocket_router(runtime):
+    async def route(scope, receive, send):
+        from proxy.websocket import WebSocketProxy
+
+        await runtime.ensure_started()
+        await WebSocketProxy(runtime)(scope, receive, send)
+
+    return route

@@ -1,0 +1,84 @@
+"""One proxied request's state as it moves through the pipeline's steps."""
+
+from __future__ import annotations
+
+from time import perf_counter
+
+__all__ = ["Answered", "Exchange", "Rejection"]
+
+
+class Rejection(Exception):
+    """A step refuses the request: the pipeline answers with this problem and forwards nothing."""
+
+    def __init__(self, code: str, detail: str, headers=(), **extra) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.headers = list(headers)
+        self.extra = extra
+
+
+class Exchange:
+    """The request as the client sent it, what the steps learned about it, and the outcome."""
+
+    __slots__ = (
+        "runtime", "scope", "receive", "send", "method", "raw_path", "query", "headers",
+        "header_index", "duplicate_headers", "started", "request_id", "traceparent", "path",
+        "service", "identity", "tenant", "client_ip", "peer_trusted", "response_headers",
+        "status", "bytes_in", "bytes_out", "upstream_time", "target", "origin",
+        "rate_limit_keys", "cache_key", "response_started", "body_overflow",
+    )
+
+    def __init__(self, runtime, scope, receive, send) -> None:
+        self.runtime = runtime
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.method: str = scope["method"]
+        self.raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        self.query: bytes = scope.get("query_string", b"")
+        self.headers: list[tuple[bytes, bytes]] = scope["headers"]
+        index: dict[bytes, bytes] = {}
+        duplicates: set[bytes] | None = None
+        for name, value in self.headers:
+            if name in index:
+                if duplicates is None:
+                    duplicates = set()
+                duplicates.add(name)
+            else:
+                index[name] = value
+        self.header_index = index
+        self.duplicate_headers = duplicates or ()
+        self.started = perf_counter()
+        self.request_id = ""
+        self.traceparent = b""
+        self.path = ""
+        self.service = None
+        self.identity = None
+        self.tenant = None
+        self.client_ip = ""
+        self.peer_trusted = False
+        self.response_headers: list[tuple[bytes, bytes]] = []
+        self.status = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.upstream_time = 0.0
+        self.target = None
+        self.origin: bytes | None = None
+        self.rate_limit_keys = None
+        self.cache_key = None
+        self.response_started = False
+        self.body_overflow = False
+
+    def header(self, name: bytes) -> bytes | None:
+        return self.header_index.get(name)
+
+
+class Answered(Exception):
+    """A step answers the request itself (a CORS preflight, a cache hit): nothing is forwarded."""
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> None:
+        super().__init__(status)
+        self.status = status
+        self.headers = headers
+        self.body = body

@@ -1,0 +1,300 @@
+"""Forwarding (SPEC section 4 steps 10-11): the one module that talks to upstreams.
+
+Headers: hop-by-hop and Connection-listed headers go first, then anything a client could
+use to impersonate (identity, forwarding and tracing headers), and only then does the
+gateway add its own. Bodies stream both ways; small bodies are buffered so that
+idempotent requests can be retried on another target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from time import perf_counter
+
+from proxy.exchange import Exchange, Rejection
+from proxy.upstream import ConnectFailure, UpstreamBroken, UpstreamError, UpstreamTimeout
+
+__all__ = ["forward", "upstream_headers"]
+
+# RFC 9110 section 7.6.1, plus the de-facto Proxy-Connection and Keep-Alive.
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
+    b"trailer", b"transfer-encoding", b"upgrade", b"proxy-connection",
+})
+# Set only by the gateway, from what it verified: never taken from the client.
+GATEWAY_OWNED = frozenset({
+    b"x-user-id", b"x-tenant-id", b"x-user-roles", b"x-user-scopes", b"x-demo-mode",
+    b"x-demo-session", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
+    b"x-forwarded-port", b"forwarded", b"x-real-ip", b"x-request-id", b"traceparent",
+    b"x-api-key", b"host", b"content-length",
+})
+_STRIP_REQUEST = HOP_BY_HOP | GATEWAY_OWNED
+_STRIP_RESPONSE = HOP_BY_HOP | {b"content-length"}
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+RETRY_STATUSES = frozenset({502, 503, 504})
+BUFFERED_BODY_LIMIT = 1024 * 1024
+SMALL_RESPONSE_LIMIT = 256 * 1024
+_BACKOFF_BASE = 0.05
+_BACKOFF_CAP = 1.0
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class ClientGone(Exception):
+    """The client disconnected; nothing more can be sent to it."""
+
+
+class BodyTooLarge(Exception):
+    """The request body grew past the service's limit while streaming."""
+
+
+def _clean(value: str) -> str:
+    """Identity values come from verified claims, but a header must never carry CR/LF/NUL."""
+    return "".join(ch for ch in value if ch >= " " and ch != "\x7f")
+
+
+def upstream_headers(exchange: Exchange, target) -> list[tuple[str, str]]:
+    """What the upstream receives: the client's end-to-end headers, then the gateway's own."""
+    strip = _STRIP_REQUEST
+    connection = exchange.header_index.get(b"connection")
+    if connection:
+        strip = strip | {token.strip().lower() for token in connection.split(b",")}
+    headers = [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in exchange.headers
+        if name not in strip
+    ]
+    index = exchange.header_index
+    peer = exchange.scope["client"][0] if exchange.scope.get("client") else ""
+    forwarded_for = index.get(b"x-forwarded-for") if exchange.peer_trusted else None
+    proto = (index.get(b"x-forwarded-proto") if exchange.peer_trusted else None) or exchange.scope.get(
+        "scheme", "http"
+    ).encode()
+    headers += [
+        ("host", target.host_header),
+        ("x-request-id", exchange.request_id),
+        ("traceparent", exchange.traceparent.decode()),
+        ("x-forwarded-for", f"{forwarded_for.decode('latin-1')}, {peer}" if forwarded_for else peer),
+        ("x-forwarded-proto", _clean(proto.decode("latin-1"))),
+    ]
+    if (host := index.get(b"host")) is not None:
+        headers.append(("x-forwarded-host", host.decode("latin-1")))
+    identity = exchange.identity
+    if identity is not None:
+        headers += [
+            ("x-user-id", _clean(identity.subject)),
+            ("x-user-roles", _clean(",".join(sorted(identity.roles)))),
+            ("x-user-scopes", _clean(" ".join(sorted(identity.scopes)))),
+        ]
+        if identity.tenant:
+            headers.append(("x-tenant-id", _clean(identity.tenant)))
+        if identity.demo_session:
+            headers += [("x-demo-mode", "true"), ("x-demo-session", _clean(identity.demo_session))]
+    return headers
+
+
+async def _read_body(exchange: Exchange, length: int) -> bytes:
+    chunks = []
+    received = 0
+    while True:
+        message = await exchange.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        received += len(chunk)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    if received != length:
+        raise Rejection("INVALID_REQUEST", "The body does not match Content-Length.")
+    exchange.bytes_in = received
+    return b"".join(chunks)
+
+
+async def _stream_body(exchange: Exchange, limit: int):
+    received = 0
+    while True:
+        message = await exchange.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        received += len(chunk)
+        exchange.bytes_in = received
+        if received > limit:
+            exchange.body_overflow = True
+            raise BodyTooLarge()
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+async def request_body(exchange: Exchange):
+    """bytes for small declared bodies (replayable), a counting stream otherwise, None if none."""
+    limit = exchange.service.max_body_bytes
+    declared = exchange.header_index.get(b"content-length")
+    if declared is not None:
+        length = int(declared)
+        if length > limit:
+            raise Rejection("PAYLOAD_TOO_LARGE", f"The body exceeds {limit} bytes.")
+        if length == 0:
+            return b"" if exchange.method not in ("GET", "HEAD") else None
+        if length <= BUFFERED_BODY_LIMIT:
+            return await _read_body(exchange, length)
+        return _stream_body(exchange, limit)
+    if b"transfer-encoding" in exchange.header_index:
+        return _stream_body(exchange, limit)
+    return None
+
+
+def _backoff(attempt: int) -> float:
+    """Exponential backoff with full jitter (AWS Architecture Blog, 'Exponential Backoff And Jitter')."""
+    return random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt))
+
+
+async def forward(exchange: Exchange) -> None:
+    """Send the request upstream (retrying where safe) and relay the response."""
+    runtime = exchange.runtime
+    service = exchange.service
+    body = await request_body(exchange)
+    replayable = body is None or isinstance(body, bytes)
+    attempts = 1 + service.retries if exchange.method in IDEMPOTENT and replayable else 1
+    deadline = exchange.started + service.connect_timeout + service.read_timeout
+    path = service.upstream_path_for(exchange.path)
+    if exchange.query:
+        path = f"{path}?{exchange.query.decode('latin-1')}"
+    target, breaker = exchange.target
+    tried: set[int] = set()
+    demo = bool(exchange.identity and exchange.identity.demo_session)
+    for attempt in range(attempts):
+        if attempt:
+            target, breaker = runtime.balancer.choose(service, demo, frozenset(tried))
+            exchange.target = (target, breaker)
+        tried.add(target.id)
+        last = attempt + 1 >= attempts
+        outcome = await _attempt(exchange, target, breaker, path, body, last)
+        if outcome is None:
+            return
+        if perf_counter() + _backoff(attempt) >= deadline:
+            raise outcome
+        await asyncio.sleep(_backoff(attempt))
+        runtime.metrics.upstream_retries.labels(service.slug).inc()
+    raise Rejection("BAD_GATEWAY", "The upstream service could not be reached.")
+
+
+async def _attempt(exchange, target, breaker, path, body, last: bool) -> Rejection | None:
+    """One try against one target: None when a response was relayed, else the retryable error."""
+    runtime = exchange.runtime
+    service = exchange.service
+    outstanding = runtime.balancer.outstanding
+    outstanding[target.id] += 1
+    started = perf_counter()
+    verdict = False
+    try:
+        try:
+            response = await runtime.upstream.send(
+                exchange.method, target.url + path, upstream_headers(exchange, target), body,
+                service.connect_timeout, service.read_timeout,
+            )
+        except UpstreamError as exc:
+            if exchange.body_overflow:
+                raise Rejection(
+                    "PAYLOAD_TOO_LARGE", f"The body exceeds {service.max_body_bytes} bytes."
+                ) from exc
+            breaker.record_failure()
+            verdict = True
+            return _failure(exchange, exc, last)
+        except BodyTooLarge as exc:
+            raise Rejection(
+                "PAYLOAD_TOO_LARGE", f"The body exceeds {service.max_body_bytes} bytes."
+            ) from exc
+        exchange.upstream_time += perf_counter() - started
+        status = response.status
+        if status >= 500:
+            breaker.record_failure()
+        else:
+            breaker.record_success()
+        verdict = True
+        if status in RETRY_STATUSES and not last:
+            response.close()
+            return Rejection("BAD_GATEWAY", f"The upstream answered {status}.")
+        await relay(exchange, response)
+        return None
+    finally:
+        outstanding[target.id] -= 1
+        if not verdict:
+            breaker.release_trial()
+
+
+def _failure(exchange: Exchange, exc: UpstreamError, last: bool) -> Rejection:
+    if isinstance(exc, UpstreamTimeout):
+        raise Rejection(
+            "UPSTREAM_TIMEOUT",
+            f"The {exchange.service.slug} service did not answer within {exchange.service.read_timeout} s.",
+        )
+    rejection = Rejection("BAD_GATEWAY", f"The {exchange.service.slug} service could not be reached.")
+    retryable = isinstance(exc, ConnectFailure) or (
+        isinstance(exc, UpstreamBroken) and exchange.method in IDEMPOTENT
+    )
+    if last or not retryable:
+        raise rejection
+    return rejection
+
+
+async def relay(exchange: Exchange, response) -> None:
+    """Send the upstream's status, headers and body to the client, body streamed as it comes."""
+    headers = [
+        (name.lower(), value) for name, value in response.headers if name.lower() not in _STRIP_RESPONSE
+    ]
+    length = next((v for n, v in response.headers if n.lower() == b"content-length"), None)
+    no_body = exchange.method == "HEAD" or response.status in _NO_BODY_STATUSES
+    if length is not None and (no_body or int(length) <= SMALL_RESPONSE_LIMIT):
+        payload = b"" if no_body else await response.read()
+        response.close()
+        headers.append((b"content-length", str(len(payload)).encode() if not no_body else length))
+        await exchange.runtime.respond.start(exchange, response.status, headers)
+        await exchange.send({"type": "http.response.body", "body": payload, "more_body": False})
+        exchange.bytes_out = len(payload)
+        return
+    if length is not None:
+        headers.append((b"content-length", length))
+    await exchange.runtime.respond.start(exchange, response.status, headers)
+    try:
+        if no_body:
+            await exchange.send({"type": "http.response.body", "body": b"", "more_body": False})
+        else:
+            await _pump(exchange, response)
+    finally:
+        response.close()
+
+
+async def _pump(exchange: Exchange, response) -> None:
+    """Stream the body chunk by chunk; stop reading the upstream as soon as the client leaves."""
+
+    async def copy() -> None:
+        async for chunk in response.chunks():
+            exchange.bytes_out += len(chunk)
+            await exchange.send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await exchange.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def client_left() -> None:
+        while (await exchange.receive())["type"] != "http.disconnect":
+            pass
+
+    copier = asyncio.ensure_future(copy())
+    watcher = asyncio.ensure_future(client_left())
+    try:
+        await asyncio.wait((copier, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not copier.done():
+            copier.cancel()
+            exchange.runtime.metrics.client_disconnects.inc()
+    try:
+        copier.result()
+    except asyncio.CancelledError:
+        return
+    except UpstreamError:
+        # Headers are out: the only honest signal left is to cut the client connection.
+        exchange.runtime.metrics.upstream_resets.labels(exchange.service.slug).inc()
+        raise

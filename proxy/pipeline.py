@@ -1,0 +1,122 @@
+"""The data plane: one ordered list of small steps, like Kong's phases (SPEC section 4).
+
+Each step reads and annotates the Exchange; a step refuses by raising `Rejection` (a
+problem document) or answers by raising `Answered` (a CORS preflight). Steps that wait on
+the network return an awaitable. Nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import unquote
+
+from proxy.auth import authenticate, authorize
+from proxy.exchange import Answered, Exchange, Rejection
+from proxy.forward import ClientGone, forward
+from proxy.hygiene import check_headers, normalize_path
+from proxy.request_id import accept_request_id, continue_traceparent
+from proxy.tenants import check_tenant
+
+__all__ = ["PIPELINE", "ProxyApp"]
+
+logger = logging.getLogger("gateway.proxy")
+
+
+def assign_request_id(exchange: Exchange) -> None:
+    """1. Request id (client's if well-formed) and W3C traceparent for the upstream hop."""
+    index = exchange.header_index
+    exchange.request_id = accept_request_id(index.get(b"x-request-id"))
+    exchange.traceparent = continue_traceparent(index.get(b"traceparent"))
+    client = exchange.scope.get("client")
+    peer = client[0] if client else ""
+    exchange.client_ip, exchange.peer_trusted = exchange.runtime.client_ips.resolve(
+        peer, index.get(b"x-forwarded-for")
+    )
+
+
+def apply_cors(exchange: Exchange) -> None:
+    """2. CORS headers for allowed origins; preflights answered here."""
+    exchange.runtime.cors.apply(exchange)
+
+
+def check_hygiene(exchange: Exchange) -> None:
+    """3. Refuse ambiguous paths and framing; settle the one normalized path."""
+    check_headers(exchange)
+    exchange.path, had_dots = normalize_path(exchange.raw_path)
+    if had_dots:
+        _refuse_prefix_escape(exchange)
+
+
+def _refuse_prefix_escape(exchange: Exchange) -> None:
+    service = exchange.runtime.snapshot.match(exchange.path)
+    as_sent = unquote(exchange.raw_path.decode("latin-1"))
+    if service is None or not (as_sent + "/").startswith(service.prefix + "/"):
+        raise Rejection("INVALID_REQUEST", "Dot segments in the path leave the service's prefix.")
+
+
+def match_route(exchange: Exchange) -> None:
+    """4. Longest registered prefix; 404 for anything else, 405 with Allow for other methods."""
+    service = exchange.runtime.snapshot.match(exchange.path)
+    if service is None:
+        raise Rejection("NOT_FOUND", f"No service is registered for {exchange.path}.")
+    exchange.service = service
+    if exchange.method not in service.allowed_methods:
+        raise Rejection("METHOD_NOT_ALLOWED", f"{exchange.method} is not allowed on {service.slug}.")
+
+
+def enforce_rate_limits(exchange: Exchange):
+    """6. Every matching rate policy, checked in one round trip."""
+    limiter = exchange.runtime.limiter
+    return limiter.enforce(exchange) if limiter is not None else None
+
+
+def choose_target(exchange: Exchange) -> None:
+    """9. A healthy target whose breaker admits traffic (503 CIRCUIT_OPEN / SERVICE_UNAVAILABLE)."""
+    identity = exchange.identity
+    demo = bool(identity is not None and identity.demo_session)
+    exchange.target = exchange.runtime.balancer.choose(exchange.service, demo)
+
+
+PIPELINE = (
+    assign_request_id,
+    apply_cors,
+    check_hygiene,
+    match_route,
+    authenticate,
+    enforce_rate_limits,
+    authorize,
+    check_tenant,
+    choose_target,
+)
+
+
+class ProxyApp:
+    """Plain ASGI app for service paths: the steps, then forward (10) and respond (11)."""
+
+    def __init__(self, runtime) -> None:
+        self.runtime = runtime
+
+    async def __call__(self, scope, receive, send) -> None:
+        exchange = Exchange(self.runtime, scope, receive, send)
+        respond = self.runtime.respond
+        try:
+            for step in PIPELINE:
+                pending = step(exchange)
+                if pending is not None:
+                    await pending
+            await forward(exchange)
+        except Rejection as rejection:
+            if exchange.response_started:
+                raise
+            await respond.problem(exchange, rejection)
+        except Answered as answered:
+            await respond.answer(exchange, answered)
+        except ClientGone:
+            exchange.status = 499  # nginx's "client closed request", for logs and metrics
+        except Exception:
+            if exchange.response_started:
+                raise
+            logger.exception("data plane failure", extra={"request_id": exchange.request_id})
+            await respond.problem(exchange, Rejection("INTERNAL_ERROR", "The gateway failed unexpectedly."))
+        finally:
+            respond.finish(exchange)

@@ -1,0 +1,199 @@
+"""Keeps an instance in step with the control plane, off the request path.
+
+Config: Redis pub/sub wakes the watcher the moment a save is committed anywhere; a
+version poll (Redis, or the database without Redis) catches anything a lost message
+missed. Revocations: pub/sub plus a periodic re-read of the revoked set. API-key usage:
+last-used times are written in batches, never once per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
+
+from registry.broadcast import listen, prefixed
+from registry.config_version import CONFIG_CHANNEL, VERSION_KEY
+
+__all__ = ["ControlPlaneWatcher"]
+
+logger = logging.getLogger("gateway.watcher")
+
+REDIS_POLL_SECONDS = 1.0
+# Even with Redis, ask the database now and then: a bump made while Redis was down
+# never reached its shared copy.
+DATABASE_RECHECK_SECONDS = 5.0
+REVOCATION_RESYNC_SECONDS = 5.0
+API_KEY_USAGE_FLUSH_SECONDS = 30.0
+_RECONNECT_MAX_SECONDS = 5.0
+
+
+class ControlPlaneWatcher:
+    def __init__(self, runtime) -> None:
+        self.runtime = runtime
+        # One thread for every ORM call the data plane makes: one connection, never on the loop.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="control-plane")
+        self._wake: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._db_failing = False
+        self._last_usage_flush = time.monotonic()
+        self._next_database_check = 0.0
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        listen(CONFIG_CHANNEL, lambda _message: loop.call_soon_threadsafe(self._wake.set))
+        await self.refresh(force=True)
+        self._tasks.append(asyncio.create_task(self._poll_loop(), name="config-poll"))
+        if self.runtime.redis is not None:
+            self._tasks.append(asyncio.create_task(self._subscribe_loop(), name="config-pubsub"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self._flush_api_key_usage()
+        self._executor.shutdown(wait=False)
+
+    async def run_in_db_thread(self, function, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._executor, _with_fresh_connection, function, *args)
+
+    # --- config -------------------------------------------------------------------------
+
+    async def refresh(self, force: bool = False) -> None:
+        """Rebuild the snapshot if the version moved; keep the old one if the database is down."""
+        try:
+            version = await self._read_version()
+            if not force and version == self.runtime.snapshot.version:
+                return
+            from proxy.snapshot import compile_snapshot
+
+            snapshot = await self.run_in_db_thread(compile_snapshot)
+        except Exception as exc:
+            if not self._db_failing:
+                logger.error("config refresh failed; serving the last snapshot: %s", exc)
+            self._db_failing = True
+            self.runtime.control_plane_ok = False
+            return
+        if self._db_failing:
+            logger.warning("config refresh recovered")
+        self._db_failing = False
+        self.runtime.control_plane_ok = True
+        self.runtime.install(snapshot)
+
+    async def _read_version(self) -> int:
+        redis = self.runtime.redis
+        now = time.monotonic()
+        if redis is not None and now < self._next_database_check:
+            try:
+                raw = await redis.get(prefixed(VERSION_KEY))
+                if raw is not None:
+                    return int(raw)
+            except Exception as exc:
+                logger.debug("redis version read failed, asking the database: %s", exc)
+        from registry.config_version import current_config_version
+
+        self._next_database_check = now + DATABASE_RECHECK_SECONDS
+        return await self.run_in_db_thread(current_config_version)
+
+    async def _poll_loop(self) -> None:
+        interval = REDIS_POLL_SECONDS if self.runtime.redis is not None else settings.CONFIG_POLL_SECONDS
+        next_revocation_sync = 0.0
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await self.refresh()
+            now = time.monotonic()
+            if self.runtime.redis is not None and now >= next_revocation_sync:
+                next_revocation_sync = now + REVOCATION_RESYNC_SECONDS
+                await self._sync_revocations()
+            if now - self._last_usage_flush >= API_KEY_USAGE_FLUSH_SECONDS:
+                await self._flush_api_key_usage()
+
+    async def _subscribe_loop(self) -> None:
+        from tenancy.revocation import REVOKED_CHANNEL
+
+        config_channel = prefixed(CONFIG_CHANNEL).encode()
+        revoked_channel = prefixed(REVOKED_CHANNEL).encode()
+        delay = 0.2
+        while True:
+            pubsub = self.runtime.redis_pubsub_client().pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(config_channel, revoked_channel)
+                delay = 0.2
+                self._wake.set()  # anything published while we were away is picked up by a poll
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    if message["channel"] == revoked_channel:
+                        self._apply_revocation(message["data"])
+                    else:
+                        self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("config subscription lost, retrying in %.1fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RECONNECT_MAX_SECONDS)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except Exception:
+                    pass
+
+    # --- revocations ----------------------------------------------------------------------
+
+    def _apply_revocation(self, data: bytes) -> None:
+        jti, _, expires = data.decode().partition(" ")
+        try:
+            self.runtime.revoked_tokens.add(jti, float(expires))
+        except ValueError:
+            logger.warning("ignored malformed revocation message")
+
+    async def _sync_revocations(self) -> None:
+        from tenancy.revocation import REVOKED_SET
+
+        try:
+            entries = await self.runtime.redis.zrangebyscore(
+                prefixed(REVOKED_SET), time.time(), "+inf", withscores=True
+            )
+        except Exception as exc:
+            logger.debug("revocation resync failed: %s", exc)
+            return
+        self.runtime.revoked_tokens.merge({jti.decode(): score for jti, score in entries})
+
+    # --- API-key usage ----------------------------------------------------------------------
+
+    async def _flush_api_key_usage(self) -> None:
+        self._last_usage_flush = time.monotonic()
+        usage, self.runtime.api_key_usage = self.runtime.api_key_usage, {}
+        if not usage:
+            return
+        try:
+            await self.run_in_db_thread(_write_api_key_usage, usage)
+        except Exception as exc:
+            logger.warning("could not record API-key usage: %s", exc)
+
+
+def _with_fresh_connection(function, *args):
+    from django.db import close_old_connections
+
+    close_old_connections()  # drop a connection the database closed while we slept
+    return function(*args)
+
+
+def _write_api_key_usage(usage: dict[int, float]) -> None:
+    from datetime import UTC, datetime
+
+    from registry.models import ApiKey
+
+    for key_id, used_at in usage.items():
+        # .update() on purpose: usage is not a config change and must not bump the version.
+        ApiKey.objects.filter(pk=key_id).update(last_used_at=datetime.fromtimestamp(used_at, UTC))

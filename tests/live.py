@@ -1,0 +1,249 @@
+"""Real servers on loopback for tests: the gateway under uvicorn and a recording upstream.
+
+Each runs its own event loop in a background thread, on a socket bound to 127.0.0.1:0, and
+stops by itself at teardown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+__all__ = ["GatewayServer", "RecordingUpstream", "free_port"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _bound_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+class GatewayServer:
+    """A complete gateway instance (its own runtime) served by uvicorn in a thread."""
+
+    def __init__(self, **uvicorn_options) -> None:
+        import uvicorn
+
+        from gateway_project.asgi import build_application
+
+        self.application = build_application()
+        self.runtime = self.application.runtime
+        self._socket = _bound_socket()
+        self.port = self._socket.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        # proxy_headers off: the gateway resolves X-Forwarded-For itself, via TRUSTED_PROXIES only.
+        options = {"log_level": "warning", "lifespan": "on", "loop": "asyncio", "http": "httptools",
+                   "proxy_headers": False, "server_header": False}
+        options.update(uvicorn_options)
+        self._server = uvicorn.Server(uvicorn.Config(self.application, **options))
+        self._thread = threading.Thread(target=self._run, name=f"gateway-{self.port}", daemon=True)
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def _run(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._server.serve(sockets=[self._socket]))
+
+    def start(self, timeout: float = 10) -> GatewayServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("gateway did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+        self._socket.close()
+
+    def call(self, coroutine, timeout: float = 10):
+        """Run a coroutine on the gateway's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def sync(self) -> None:
+        """Rebuild the snapshot now (tests that just changed the registry)."""
+        self.call(self.runtime.watcher.refresh(force=True))
+
+    def __enter__(self) -> GatewayServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    header_list: list[tuple[str, str]]
+    body: bytes
+    port: int
+
+
+@dataclass
+class RecordingUpstream:
+    """An aiohttp upstream on loopback that records what reached it and can misbehave on request."""
+
+    requests: list[Received] = field(default_factory=list)
+    port: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> RecordingUpstream:
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("upstream did not start")
+        return self
+
+    def _run(self, ready: threading.Event) -> None:
+        from aiohttp import web
+
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        app = web.Application(client_max_size=1024**3)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self.loop.run_until_complete(self._runner.setup())
+        sock = _bound_socket()
+        self.port = sock.getsockname()[1]
+        self.loop.run_until_complete(web.SockSite(self._runner, sock).start())
+        ready.set()
+        self.loop.run_forever()
+
+    def stop(self) -> None:
+        async def shutdown():
+            await self._runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+    def hits(self, path_prefix: str = "") -> list[Received]:
+        with self._lock:
+            return [r for r in self.requests if r.path.startswith(path_prefix)]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    async def _handle(self, request):
+        from aiohttp import web
+
+        path = request.path
+        if path.startswith("/upload"):
+            return await self._upload(request)
+        body = await request.read()
+        received = Received(
+            method=request.method,
+            path=request.raw_path.split("?")[0],
+            query=request.raw_path.partition("?")[2],
+            headers={k.lower(): v for k, v in request.headers.items()},
+            header_list=[(k.lower(), v) for k, v in request.headers.items()],
+            body=body,
+            port=self.port,
+        )
+        with self._lock:
+            self.requests.append(received)
+        if path.startswith("/status/"):
+            status = int(path.split("/")[2])
+            return web.json_response({"status": status}, status=status)
+        if path.startswith("/slow"):
+            await asyncio.sleep(float(request.query.get("delay", "1")))
+            return web.json_response({"slept": True})
+        if path.startswith("/sse"):
+            return await self._sse(request)
+        if path.startswith("/bytes"):
+            return await self._bytes(request)
+        if path.startswith("/reset"):
+            return await self._reset(request)
+        if path.startswith("/set-headers"):
+            headers = {k: v for k, v in request.query.items()}
+            return web.json_response({"ok": True}, headers=headers)
+        if path.startswith("/health"):
+            return web.json_response({"status": "ok"})
+        return web.json_response(
+            {
+                "method": received.method,
+                "path": received.path,
+                "query": received.query,
+                "headers": received.headers,
+                "body": body.decode("utf-8", "replace"),
+            }
+        )
+
+    async def _upload(self, request):
+        import hashlib
+
+        from aiohttp import web
+
+        digest = hashlib.sha256()
+        total = 0
+        async for chunk in request.content.iter_any():
+            digest.update(chunk)
+            total += len(chunk)
+        with self._lock:
+            self.requests.append(
+                Received(request.method, request.path, request.query_string,
+                         {k.lower(): v for k, v in request.headers.items()}, [], b"", self.port)
+            )
+        return web.json_response({"received_bytes": total, "sha256": digest.hexdigest()})
+
+    async def _sse(self, request):
+        from aiohttp import web
+
+        count = int(request.query.get("count", "3"))
+        interval = float(request.query.get("interval", "0.2"))
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        for index in range(count):
+            await response.write(f"id: {index}\ndata: {json.dumps({'n': index, 't': time.time()})}\n\n".encode())
+            await asyncio.sleep(interval)
+        await response.write_eof()
+        return response
+
+    async def _bytes(self, request):
+        from aiohttp import web
+
+        total = int(request.query.get("n", "1000"))
+        chunk = int(request.query.get("chunk", "65536"))
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await response.prepare(request)
+        sent = 0
+        while sent < total:
+            size = min(chunk, total - sent)
+            await response.write(b"x" * size)
+            sent += size
+        await response.write_eof()
+        return response
+
+    async def _reset(self, request):
+        from aiohttp import web
+
+        response = web.StreamResponse(headers={"Content-Type": "text/plain", "Content-Length": "100000"})
+        await response.prepare(request)
+        await response.write(b"partial" * 10)
+        await asyncio.sleep(0.05)
+        request.transport.close()
+        return response
