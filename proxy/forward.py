@@ -30,7 +30,8 @@ GATEWAY_OWNED = frozenset({
     b"x-api-key", b"host", b"content-length",
 })
 _STRIP_REQUEST = HOP_BY_HOP | GATEWAY_OWNED
-_STRIP_RESPONSE = HOP_BY_HOP | {b"content-length"}
+# Like nginx: the gateway's own Date (added by the server), and no upstream Server banner.
+_STRIP_RESPONSE = HOP_BY_HOP | {b"content-length", b"date", b"server"}
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_STATUSES = frozenset({502, 503, 504})
 BUFFERED_BODY_LIMIT = 1024 * 1024
@@ -249,8 +250,13 @@ async def relay(exchange: Exchange, response) -> None:
     length = next((v for n, v in response.headers if n.lower() == b"content-length"), None)
     no_body = exchange.method == "HEAD" or response.status in _NO_BODY_STATUSES
     if length is not None and (no_body or int(length) <= SMALL_RESPONSE_LIMIT):
-        payload = b"" if no_body else await response.read()
-        response.close()
+        try:
+            payload = b"" if no_body else await response.read()
+        except UpstreamError as exc:
+            exchange.runtime.metrics.upstream_resets.labels(exchange.service.slug).inc()
+            raise Rejection("BAD_GATEWAY", "The upstream broke off its response.") from exc
+        finally:
+            response.close()
         headers.append((b"content-length", str(len(payload)).encode() if not no_body else length))
         await exchange.runtime.respond.start(exchange, response.status, headers)
         await exchange.send({"type": "http.response.body", "body": payload, "more_body": False})

@@ -31,7 +31,7 @@ def normalize_path(raw_path: bytes) -> tuple[str, bool]:
         raise Rejection("INVALID_REQUEST", "The path contains an encoded slash, backslash, NUL or ';'.")
     if not raw_path.startswith(b"/"):
         raise Rejection("INVALID_REQUEST", "The request target must be an absolute path.")
-    if b"//" not in raw_path and b"." not in raw_path:
+    if b"//" not in raw_path and b"." not in raw_path and b"%2e" not in lowered:
         return raw_path.decode("latin-1"), False  # the common case: nothing to resolve
     resolved: list[bytes] = []
     had_dots = False

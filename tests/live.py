@@ -23,7 +23,9 @@ def free_port() -> int:
 
 
 def _bound_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose proto
+    # says TCP, and without it Nagle + delayed ACK add 40 ms to every response.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
@@ -241,7 +243,8 @@ class RecordingUpstream:
     async def _reset(self, request):
         from aiohttp import web
 
-        response = web.StreamResponse(headers={"Content-Type": "text/plain", "Content-Length": "100000"})
+        length = request.query.get("length", "1000000")
+        response = web.StreamResponse(headers={"Content-Type": "text/plain", "Content-Length": length})
         await response.prepare(request)
         await response.write(b"partial" * 10)
         await asyncio.sleep(0.05)
