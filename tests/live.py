@@ -250,3 +250,83 @@ class RecordingUpstream:
         await asyncio.sleep(0.05)
         request.transport.close()
         return response
+
+
+def database_url_for_subprocess() -> str:
+    """The test database (as pytest-django set it up) as a DATABASE_URL for child processes."""
+    from django.db import connection
+
+    params = connection.settings_dict
+    if params["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{params['NAME']}"
+    auth = params["USER"] or ""
+    if params.get("PASSWORD"):
+        auth += f":{params['PASSWORD']}"
+    host = params.get("HOST") or "127.0.0.1"
+    port = params.get("PORT") or 5432
+    return f"postgres://{auth}@{host}:{port}/{params['NAME']}"
+
+
+class GatewayProcess:
+    """A gateway in its own process (uvicorn), sharing this test's database, Redis and keys."""
+
+    def __init__(self, extra_env: dict[str, str] | None = None, workers: int = 1) -> None:
+        import os
+        import sys
+
+        from django.conf import settings
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ)
+        env.update(
+            DJANGO_SETTINGS_MODULE="gateway_project.settings",
+            DEBUG="0",
+            SECRET_KEY=settings.SECRET_KEY,
+            DATABASE_URL=database_url_for_subprocess(),
+            REDIS_URL=settings.REDIS_URL,
+            CACHE_KEY_PREFIX=settings.CACHE_KEY_PREFIX,
+            GATEWAY_VAR_DIR=str(settings.VAR_DIR),
+            RATE_LIMIT_DEFAULT=settings.RATE_LIMIT_DEFAULT,
+            LOG_LEVEL="WARNING",
+        )
+        env.update(extra_env or {})
+        self.command = [
+            sys.executable, "-m", "uvicorn", "gateway_project.asgi:application",
+            "--host", "127.0.0.1", "--port", str(self.port), "--no-proxy-headers",
+            "--no-server-header", "--log-level", "warning", "--lifespan", "on",
+        ]
+        if workers > 1:
+            self.command += ["--workers", str(workers)]
+        self.env = env
+        self.process = None
+
+    def start(self, timeout: float = 20) -> GatewayProcess:
+        import subprocess
+
+        import httpx
+
+        self.process = subprocess.Popen(self.command, env=self.env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gateway process exited with {self.process.returncode}")
+            try:
+                httpx.get(f"{self.url}/api/v1/__ready__", timeout=0.5)
+                return self
+            except httpx.TransportError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("gateway process did not start")
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
