@@ -162,9 +162,10 @@ LOGIN_URL = "/admin/login/"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        # Bearer first: DRF takes WWW-Authenticate (and so 401, not 403) from the first class.
         "tenancy.authentication.GatewayJWTAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -218,7 +219,6 @@ SIMPLE_JWT = {
 
 # Login brute-force protection (django-ratelimit), per IP and per username.
 LOGIN_RATE_LIMIT = env_str("LOGIN_RATE_LIMIT", "5/m")
-RATELIMIT_VIEW = "tenancy.views.ratelimited_view"
 
 # --- Gateway data plane -----------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from gateway_project.settings import *  # noqa: E402,F403
 
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405  (teardown can drop the test database)
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 LOGIN_RATE_LIMIT = "5/m"

@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from gateway_project import problems
+from tenancy.views import jwks_view
 
 handler400 = problems.handler400
 handler403 = problems.handler403
@@ -19,6 +20,7 @@ urlpatterns = [
     path("api/v1/", include("tenancy.urls")),
     path("api/v1/", include("alerts.urls")),
     path("", include("proxy.urls")),
+    path(".well-known/jwks.json", jwks_view, name="jwks"),
     path("problems/", problems.problem_index, name="problem-index"),
     path("problems/<slug:slug>", problems.problem_page, name="problem-page"),
 ]

@@ -57,6 +57,7 @@ class ControlPlaneWatcher:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await self._flush_api_key_usage()
+        await self.run_in_db_thread(_close_connections)
         self._executor.shutdown(wait=False)
 
     async def run_in_db_thread(self, function, *args):
@@ -187,6 +188,12 @@ def _with_fresh_connection(function, *args):
 
     close_old_connections()  # drop a connection the database closed while we slept
     return function(*args)
+
+
+def _close_connections() -> None:
+    from django.db import connections
+
+    connections.close_all()
 
 
 def _write_api_key_usage(usage: dict[int, float]) -> None:

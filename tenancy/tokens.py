@@ -39,7 +39,8 @@ class GatewayTokenBackend(TokenBackend):
 
     def decode(self, token, verify: bool = True) -> dict:
         try:
-            return decode_gateway_token(str(token), verify=verify)
+            text = token.decode() if isinstance(token, bytes) else str(token)
+            return decode_gateway_token(text, verify=verify)
         except jwt.InvalidTokenError as exc:
             raise TokenBackendError("Token is invalid or expired") from exc
 

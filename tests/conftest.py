@@ -30,6 +30,25 @@ def require(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Each test starts with an empty cache (login limits, geocoding), Redis or in-process.
+
+    With Redis only this run's key prefix is deleted, never the whole database.
+    """
+    from django.core.cache import cache
+
+    def clear():
+        if hasattr(cache, "delete_pattern"):
+            cache.delete_pattern("*")
+        else:
+            cache.clear()
+
+    clear()
+    yield
+    clear()
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     url = os.environ.get("REDIS_URL", "")

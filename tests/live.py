@@ -280,7 +280,8 @@ class GatewayProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ)
         env.update(
-            DJANGO_SETTINGS_MODULE="gateway_project.settings",
+            # Test settings: the same password hasher and key prefix as this test process.
+            DJANGO_SETTINGS_MODULE="gateway_project.settings_test",
             DEBUG="0",
             SECRET_KEY=settings.SECRET_KEY,
             DATABASE_URL=database_url_for_subprocess(),
