@@ -1,4 +1,4 @@
-"""The registry admin as staff use it: pages, validation, API key secrets, breaker and health actions."""
+"""The registry admin as staff use it: validation, API key secrets, breaker and health actions."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from registry.models import (
     ApiKey,
@@ -70,13 +71,20 @@ def messages_of(response) -> list[str]:
 
 def change_log(obj) -> list[str]:
     entries = LogEntry.objects.filter(
-        content_type=ContentType.objects.get_for_model(obj), object_id=str(obj.pk), action_flag=CHANGE
+        content_type=ContentType.objects.get_for_model(obj),
+        object_id=str(obj.pk),
+        action_flag=CHANGE,
     )
     return [entry.change_message for entry in entries]
 
 
 def run_action(client, model, action: str, objects, **extra):
-    data = {"action": action, "_selected_action": [obj.pk for obj in objects], "index": "0", **extra}
+    data = {
+        "action": action,
+        "_selected_action": [obj.pk for obj in objects],
+        "index": "0",
+        **extra,
+    }
     return client.post(admin_url(model, "changelist"), data, follow=True)
 
 
@@ -123,7 +131,8 @@ def service_form(**overrides) -> dict:
 
 
 @pytest.mark.parametrize(
-    "model", [Service, Target, TargetHealthCheck, RatePolicy, ApiKey, ConfigState],
+    "model",
+    [Service, Target, TargetHealthCheck, RatePolicy, ApiKey, ConfigState],
     ids=lambda model: model.__name__,
 )
 def test_changelist_and_change_form_render_for_staff(admin_client, registry_objects, model):
@@ -135,7 +144,7 @@ def test_changelist_and_change_form_render_for_staff(admin_client, registry_obje
     assert changelist.status_code == 200
     assert change.status_code == 200
     assert changelist.context["cl"].result_count == 1
-    assert str(obj) in change.content.decode()
+    assert escape(str(obj)) in change.content.decode()
 
 
 def test_admin_index_has_the_gateway_header_and_a_dashboard_link(admin_client):
@@ -155,7 +164,10 @@ def test_history_and_config_state_pages_are_read_only(admin_client, registry_obj
     assert admin_client.get(admin_url(TargetHealthCheck, "add")).status_code == 403
     assert admin_client.get(admin_url(ConfigState, "add")).status_code == 403
     state = registry_objects[ConfigState]
-    assert admin_client.post(admin_url(ConfigState, "delete", state.pk), {"post": "yes"}).status_code == 403
+    assert (
+        admin_client.post(admin_url(ConfigState, "delete", state.pk), {"post": "yes"}).status_code
+        == 403
+    )
     assert ConfigState.objects.filter(pk=state.pk).exists()
 
 
@@ -170,7 +182,9 @@ def test_adding_a_service_with_its_target_through_the_admin(admin_client):
     assert service.allowed_methods == ["GET", "POST"]
     assert service.public_paths == ["/public", "/docs"]
     assert (service.read_roles, service.write_roles, service.write_scopes) == (
-        ["viewer"], ["member"], ["write"]
+        ["viewer"],
+        ["member"],
+        ["write"],
     )
     assert [t.url for t in service.targets.all()] == ["http://127.0.0.1:9002"]
 
@@ -263,8 +277,14 @@ def test_health_check_action_checks_the_service_targets_and_reports(
 def test_adding_an_api_key_shows_the_secret_once_and_stores_only_its_hash(admin_client, tenant):
     response = admin_client.post(
         admin_url(ApiKey, "add"),
-        {"tenant": tenant.pk, "name": "pos-terminal", "role": "member", "scopes": "read, write",
-         "expires_at_0": "", "expires_at_1": ""},
+        {
+            "tenant": tenant.pk,
+            "name": "pos-terminal",
+            "role": "member",
+            "scopes": "read, write",
+            "expires_at_0": "",
+            "expires_at_1": "",
+        },
         follow=True,
     )
 

@@ -10,6 +10,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from registry import broadcast
 from registry.config_version import CONFIG_CHANNEL, current_config_version
@@ -166,9 +167,14 @@ def test_the_change_form_sets_read_only_only_with_a_reason(admin_client, tenant)
 
 def test_the_changelist_checkbox_needs_a_reason_too(admin_client, tenant):
     data = {
-        "form-TOTAL_FORMS": "1", "form-INITIAL_FORMS": "1", "form-MIN_NUM_FORMS": "0",
-        "form-MAX_NUM_FORMS": "1000", "form-0-id": tenant.pk, "form-0-read_only": "on",
-        "form-0-read_only_reason": "", "_save": "Save",
+        "form-TOTAL_FORMS": "1",
+        "form-INITIAL_FORMS": "1",
+        "form-MIN_NUM_FORMS": "0",
+        "form-MAX_NUM_FORMS": "1000",
+        "form-0-id": tenant.pk,
+        "form-0-read_only": "on",
+        "form-0-read_only_reason": "",
+        "_save": "Save",
     }
 
     refused = admin_client.post(admin_url(Tenant, "changelist"), data)
@@ -189,15 +195,25 @@ def test_tenant_page_lists_changes_to_its_subscription_and_keys_newest_first(adm
     for owner, name in ((tenant, "pos-terminal"), (other, "sevilla-robot")):
         admin_client.post(
             admin_url(ApiKey, "add"),
-            {"tenant": owner.pk, "name": name, "role": "member", "scopes": "read",
-             "expires_at_0": "", "expires_at_1": ""},
+            {
+                "tenant": owner.pk,
+                "name": name,
+                "role": "member",
+                "scopes": "read",
+                "expires_at_0": "",
+                "expires_at_1": "",
+            },
         )
     subscription = tenant.subscription
     admin_client.post(
         admin_url(Subscription, "change", subscription.pk),
-        {"tenant": tenant.pk, "status": "past_due", "grace_days": "7",
-         "current_period_end_0": subscription.current_period_end.strftime("%Y-%m-%d"),
-         "current_period_end_1": subscription.current_period_end.strftime("%H:%M:%S")},
+        {
+            "tenant": tenant.pk,
+            "status": "past_due",
+            "grace_days": "7",
+            "current_period_end_0": subscription.current_period_end.strftime("%Y-%m-%d"),
+            "current_period_end_1": subscription.current_period_end.strftime("%H:%M:%S"),
+        },
     )
     toggle(admin_client, [tenant], reason=REASON)
 
@@ -236,15 +252,19 @@ def demo_session(tenant):
 def test_changelist_and_change_form_render_for_staff(
     admin_client, tenant, member_user, demo_session, model
 ):
-    obj = {Tenant: tenant, Subscription: tenant.subscription, User: member_user,
-           DemoSession: demo_session}[model]
+    obj = {
+        Tenant: tenant,
+        Subscription: tenant.subscription,
+        User: member_user,
+        DemoSession: demo_session,
+    }[model]
 
     changelist = admin_client.get(admin_url(model, "changelist"))
     change = admin_client.get(admin_url(model, "change", obj.pk))
 
     assert changelist.status_code == 200
     assert change.status_code == 200
-    assert str(obj) in change.content.decode()
+    assert escape(str(obj)) in change.content.decode()
 
 
 def test_demo_sessions_are_read_only_and_hide_their_key(admin_client, demo_session):
@@ -258,9 +278,15 @@ def test_demo_sessions_are_read_only_and_hide_their_key(admin_client, demo_sessi
 def test_staff_add_a_user_with_tenant_and_role(admin_client, tenant):
     response = admin_client.post(
         admin_url(User, "add"),
-        {"username": "baker", "email": "baker@acme.example", "tenant": tenant.pk, "role": "viewer",
-         "usable_password": "true", "password1": "knead-the-dough-42",
-         "password2": "knead-the-dough-42"},
+        {
+            "username": "baker",
+            "email": "baker@acme.example",
+            "tenant": tenant.pk,
+            "role": "viewer",
+            "usable_password": "true",
+            "password1": "knead-the-dough-42",
+            "password2": "knead-the-dough-42",
+        },
     )
 
     assert response.status_code == 302
@@ -278,8 +304,12 @@ def test_non_staff_are_sent_to_the_admin_login(who, member_user, tenant):
     page = client.get(admin_url(Tenant, "changelist"))
     action = client.post(
         admin_url(Tenant, "changelist"),
-        {"action": "toggle_read_only", "_selected_action": [tenant.pk], "post": "yes",
-         "reason": REASON},
+        {
+            "action": "toggle_read_only",
+            "_selected_action": [tenant.pk],
+            "post": "yes",
+            "reason": REASON,
+        },
     )
 
     for response in (page, action):
