@@ -44,12 +44,10 @@ DEMO_LOGINS = [
     ("viewer@bakery-madrid.example", DEMO_PASSWORD, "viewer of bakery-madrid"),
 ]
 CELERY_ARGS = shlex.split("-A gateway_project worker -B --loglevel=INFO --concurrency=1")
-# --no-proxy-headers: the gateway resolves X-Forwarded-For itself (TRUSTED_PROXIES only);
-# the graceful timeout keeps an open SSE stream or WebSocket from holding up Ctrl-C.
-UVICORN_ARGS = shlex.split(
-    "gateway_project.asgi:application --loop uvloop --http httptools --no-server-header "
-    "--no-proxy-headers --lifespan on --timeout-graceful-shutdown 5"
-)
+# gateway_project.serve: uvicorn (uvloop, httptools) without proxy headers (the gateway
+# resolves X-Forwarded-For itself), SSE streams closed at shutdown, a short graceful
+# timeout so an open WebSocket cannot hold up Ctrl-C.
+SERVE_ARGS = shlex.split("--graceful-timeout 5 --log-level info")
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
@@ -164,11 +162,11 @@ def setup_commands() -> list[tuple[str, list[str]]]:
 
 def service_commands(config: RunConfig) -> list[tuple[str, list[str]]]:
     python = sys.executable
-    listen = ["--app-dir", str(BASE_DIR), "--host", config.host, "--port", str(config.port)]
+    listen = ["--host", config.host, "--port", str(config.port)]
     return [
         ("demo-upstream", [python, "-m", "fixtures.demo_upstream"]),
         ("celery", [python, "-m", "celery", *CELERY_ARGS]),
-        ("gateway", [python, "-m", "uvicorn", *UVICORN_ARGS, *listen]),
+        ("gateway", [python, "-m", "gateway_project.serve", *SERVE_ARGS, *listen]),
     ]
 
 

@@ -24,6 +24,19 @@ class CorsPolicy:
     def __init__(self, origins: list[str]) -> None:
         self.origins = frozenset(origin.rstrip("/").encode() for origin in origins)
 
+    def headers_for(self, origin: bytes | None) -> list[tuple[bytes, bytes]]:
+        """CORS response headers for apps outside the pipeline (the SSE stream)."""
+        if origin is None:
+            return []
+        headers = [(b"vary", b"Origin")]
+        if origin in self.origins:
+            headers += [
+                (b"access-control-allow-origin", origin),
+                (b"access-control-allow-credentials", b"true"),
+                (b"access-control-expose-headers", EXPOSED_HEADERS),
+            ]
+        return headers
+
     def apply(self, exchange: Exchange) -> None:
         origin = exchange.header_index.get(b"origin")
         if origin is None:

@@ -12,6 +12,7 @@ import logging
 
 from django.conf import settings
 
+from alerts.hub import AlertHub
 from proxy.auth import TokenVerifier
 from proxy.balancer import Balancer
 from proxy.breaker import BreakerRegistry, BreakerState
@@ -41,6 +42,7 @@ class Runtime:
 
         self.snapshot = Snapshot(version=-1)
         self.control_plane_ok = False
+        self.draining = False
         self.metrics = metrics
         self.breakers = BreakerRegistry()
         self.breakers.on_change = self._breaker_changed
@@ -59,6 +61,10 @@ class Runtime:
         self._pubsub_redis = None
         self.limiter = None
         self.watcher = ControlPlaneWatcher(self)
+        from alerts.log import alert_log
+
+        self.alert_hub = AlertHub(alert_log().order)
+        self._background: list[asyncio.Task] = []
         self._started: asyncio.Future | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -84,6 +90,16 @@ class Runtime:
             )
         self.limiter = RateLimiter(self)
         await self.watcher.start()
+        self._background.append(asyncio.create_task(
+            self.alert_hub.run_keepalive(settings.SSE_KEEPALIVE_SECONDS), name="sse-keepalive"
+        ))
+        if self.redis is not None:
+            from alerts.fanout import relay_redis_alerts
+
+            self._background.append(asyncio.create_task(
+                relay_redis_alerts(self.alert_hub, self.redis_pubsub_client(), self.redis),
+                name="alert-fanout",
+            ))
         _active = self
         logger.info("data plane ready", extra={"config_version": self.snapshot.version})
 
@@ -91,6 +107,9 @@ class Runtime:
         global _active
         if self._started is None:
             return
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self.watcher.stop()
         if self.upstream is not None:
             await self.upstream.close()
@@ -99,6 +118,11 @@ class Runtime:
                 await client.aclose()
         if _active is self:
             _active = None
+
+    def drain(self) -> None:
+        """Shutdown began: close SSE streams now (uvicorn would otherwise wait on them forever)."""
+        self.draining = True
+        self.alert_hub.close_all()
 
     def redis_pubsub_client(self):
         """A separate client without a read timeout: a subscription waits indefinitely."""

@@ -70,15 +70,28 @@ def redis_client(redis_url):
 
 
 @pytest.fixture(scope="session")
-def browser():
-    """A real headless Chromium (Debian's), driven by Playwright."""
+def browser(django_db_setup, django_db_blocker):
+    """A real headless Chromium (Debian's), driven by Playwright.
+
+    Playwright's sync API keeps an event loop running in the main thread, which makes
+    Django refuse ORM calls there (SynchronousOnlyOperation); the ORM calls in these tests
+    are ordinary synchronous ones, so that guard is lifted while the browser lives.
+    """
     require(os.path.exists(CHROMIUM) or bool(shutil.which("chromium")), "chromium is not installed")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            yield instance
+            instance.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture

@@ -69,6 +69,8 @@ class GatewayServer:
         return self
 
     def stop(self) -> None:
+        if self.loop is not None and self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.runtime.drain)
         self._server.should_exit = True
         self._thread.join(10)
         self._socket.close()
@@ -154,6 +156,8 @@ class RecordingUpstream:
         from aiohttp import web
 
         path = request.path
+        if path.startswith("/ws") and request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._websocket(request)
         if path.startswith("/upload"):
             return await self._upload(request)
         body = await request.read()
@@ -194,6 +198,26 @@ class RecordingUpstream:
                 "body": body.decode("utf-8", "replace"),
             }
         )
+
+    async def _websocket(self, request):
+        from aiohttp import WSMsgType, web
+
+        with self._lock:
+            self.requests.append(
+                Received("WS", request.path, request.query_string,
+                         {k.lower(): v for k, v in request.headers.items()}, [], b"", self.port)
+            )
+        socket_ = web.WebSocketResponse()
+        await socket_.prepare(request)
+        async for message in socket_:
+            if message.type == WSMsgType.TEXT:
+                if message.data.startswith("close:"):
+                    await socket_.close(code=int(message.data.split(":")[1]))
+                    break
+                await socket_.send_str(message.data)
+            elif message.type == WSMsgType.BINARY:
+                await socket_.send_bytes(message.data)
+        return socket_
 
     async def _upload(self, request):
         import hashlib

@@ -1,0 +1,59 @@
+"""Feeds an instance's AlertHub from Redis pub/sub (`alerts:tenant:*`), so an alert published
+on any instance reaches subscribers on every instance.
+
+After the subscription drops and comes back, the hub catches up from the durable log for
+every tenant with listeners, so a Redis blip loses no event for connected clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from alerts.hub import CHANNEL_PREFIX, AlertHub
+from alerts.log import RedisAlertLog
+
+__all__ = ["relay_redis_alerts"]
+
+logger = logging.getLogger("gateway.alerts")
+
+_RECONNECT_MAX_SECONDS = 5.0
+
+
+async def _catch_up(hub: AlertHub, client) -> None:
+    log = RedisAlertLog()
+    for tenant in hub.tenants():
+        last = hub.last_event.get(tenant)
+        if last is None:
+            continue
+        for event_id, event in await log.read_after(client, tenant, last):
+            hub.dispatch(tenant, event_id, event)
+
+
+async def relay_redis_alerts(hub: AlertHub, subscriber_client, client) -> None:
+    delay = 0.2
+    reconnecting = False
+    while True:
+        pubsub = subscriber_client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.psubscribe(f"{CHANNEL_PREFIX}*")
+            if reconnecting:
+                await _catch_up(hub, client)
+                logger.warning("alert fan-out resubscribed and caught up")
+            delay, reconnecting = 0.2, False
+            async for message in pubsub.listen():
+                if message.get("type") == "pmessage":
+                    hub.dispatch_message(message["channel"], message["data"])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not reconnecting:
+                logger.error("alert fan-out lost its Redis subscription: %s", exc)
+            reconnecting = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RECONNECT_MAX_SECONDS)
+        finally:
+            try:
+                await pubsub.aclose()
+            except Exception:  # noqa: S110 - the connection is already gone
+                pass
