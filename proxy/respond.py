@@ -24,8 +24,9 @@ _PROBLEM_CONTENT_TYPE = (b"content-type", b"application/problem+json")
 
 
 class Responder:
-    def __init__(self, metrics) -> None:
+    def __init__(self, metrics, traffic) -> None:
         self.metrics = metrics
+        self.traffic = traffic
 
     async def start(self, exchange: Exchange, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         """Send the status line and headers with the gateway's own headers added."""
@@ -79,6 +80,7 @@ class Responder:
             exchange.method, service, exchange.status, duration, exchange.upstream_time,
             exchange.bytes_in, exchange.bytes_out,
         )
+        self.traffic.record(service, exchange.status, duration)
         if not access_log.isEnabledFor(logging.INFO):
             return
         identity = exchange.identity

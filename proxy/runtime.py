@@ -21,6 +21,7 @@ from proxy.cors import CorsPolicy
 from proxy.metrics import metrics
 from proxy.respond import Responder
 from proxy.snapshot import Snapshot
+from proxy.traffic import TrafficRecorder
 from proxy.watcher import ControlPlaneWatcher
 
 __all__ = ["Runtime", "active_runtime"]
@@ -47,7 +48,8 @@ class Runtime:
         self.breakers = BreakerRegistry()
         self.breakers.on_change = self._breaker_changed
         self.balancer = Balancer(self.breakers, metrics)
-        self.respond = Responder(metrics)
+        self.traffic = TrafficRecorder()
+        self.respond = Responder(metrics, self.traffic)
         self.cors = CorsPolicy(settings.CORS_ORIGINS)
         self.client_ips = ClientAddressResolver(settings.TRUSTED_PROXIES)
         self.token_verifier = TokenVerifier(

@@ -28,6 +28,7 @@ REDIS_POLL_SECONDS = 1.0
 DATABASE_RECHECK_SECONDS = 5.0
 REVOCATION_RESYNC_SECONDS = 5.0
 API_KEY_USAGE_FLUSH_SECONDS = 30.0
+TRAFFIC_RETENTION_SECONDS = 20 * 60
 _RECONNECT_MAX_SECONDS = 5.0
 
 
@@ -117,6 +118,8 @@ class ControlPlaneWatcher:
                 await self._sync_revocations()
             if now - self._last_usage_flush >= API_KEY_USAGE_FLUSH_SECONDS:
                 await self._flush_api_key_usage()
+            if self.runtime.redis is not None:
+                await self._share_traffic()
 
     async def _subscribe_loop(self) -> None:
         from tenancy.revocation import REVOKED_CHANNEL
@@ -169,6 +172,27 @@ class ControlPlaneWatcher:
             logger.debug("revocation resync failed: %s", exc)
             return
         self.runtime.revoked_tokens.merge({jti.decode(): score for jti, score in entries})
+
+    # --- traffic for the dashboard ----------------------------------------------------------
+
+    async def _share_traffic(self) -> None:
+        from proxy.traffic import redis_key
+
+        closed = self.runtime.traffic.closed_buckets()
+        if not closed:
+            return
+        try:
+            async with self.runtime.redis.pipeline(transaction=False) as pipe:
+                for start, services in closed.items():
+                    key = redis_key(settings.CACHE_KEY_PREFIX, start)
+                    for service, counts in services.items():
+                        for index, count in enumerate(counts):
+                            if count:
+                                pipe.hincrby(key, f"{service}:{index}", count)
+                    pipe.expire(key, TRAFFIC_RETENTION_SECONDS)
+                await pipe.execute()
+        except Exception as exc:
+            logger.debug("could not share traffic counters: %s", exc)
 
     # --- API-key usage ----------------------------------------------------------------------
 

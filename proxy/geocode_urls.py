@@ -1,0 +1,1 @@
+urlpatterns: list = []  # filled by geocoding (proxy/geocode.py)

@@ -1,0 +1,50 @@
+"""GET /metrics: Prometheus exposition of the data plane and Django, across worker processes.
+
+Optionally protected by METRICS_TOKEN (Authorization: Bearer) and/or METRICS_ALLOWED_NETWORKS.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+
+from django.conf import settings
+from django.http import HttpResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+
+from gateway_project.problems import problem_response
+from tenancy.client_ip import client_ip
+
+__all__ = ["metrics_view"]
+
+
+def _allowed(request) -> bool:
+    if settings.METRICS_TOKEN:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not hmac.compare_digest(header.encode(), f"Bearer {settings.METRICS_TOKEN}".encode()):
+            return False
+    if settings.METRICS_ALLOWED_NETWORKS:
+        try:
+            address = ipaddress.ip_address(client_ip(request))
+        except ValueError:
+            return False
+        return any(address in ipaddress.ip_network(n, strict=False) for n in settings.METRICS_ALLOWED_NETWORKS)
+    return True
+
+
+def _registry():
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    return REGISTRY
+
+
+def metrics_view(request):
+    if not _allowed(request):
+        response = problem_response(request, "AUTH_ERROR", "Metrics need the scrape token or an allowed network.")
+        return response
+    return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,119 @@
+"""Active health checks of targets (SPEC section 8), run by the Celery beat sweep.
+
+Each due target gets an HTTP GET on its service's health path with a short timeout; the
+result is stored (bounded history) and, when a target's health flips, saved on the target
+so the config version moves and every data plane stops (or resumes) sending it traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+import httpx
+from django.db import transaction
+from django.utils import timezone
+
+from registry.constants import HEALTH_HISTORY_PER_TARGET
+from registry.models import Target, TargetHealthCheck
+
+__all__ = ["CheckResult", "check_targets_now", "due_targets", "health_sweep"]
+
+logger = logging.getLogger("gateway.health")
+
+CHECK_TIMEOUT_SECONDS = 2.0
+MAX_PARALLEL_CHECKS = 50
+USER_AGENT = "gateway-health-check/1.0"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    target_id: int
+    ok: bool
+    status_code: int | None
+    latency_ms: float | None
+    error: str
+
+
+async def _probe(client: httpx.AsyncClient, gate: asyncio.Semaphore, target: Target) -> CheckResult:
+    url = target.url.rstrip("/") + target.service.health_path
+    async with gate:
+        started = time.perf_counter()
+        try:
+            response = await client.get(url)
+        except httpx.HTTPError as exc:
+            return CheckResult(target.pk, False, None, None, f"{type(exc).__name__}: {exc}"[:300])
+    latency = round((time.perf_counter() - started) * 1000, 2)
+    ok = 200 <= response.status_code < 400
+    return CheckResult(target.pk, ok, response.status_code, latency, "" if ok else f"HTTP {response.status_code}")
+
+
+async def _probe_all(targets: list[Target]) -> list[CheckResult]:
+    gate = asyncio.Semaphore(MAX_PARALLEL_CHECKS)
+    async with httpx.AsyncClient(
+        timeout=CHECK_TIMEOUT_SECONDS, follow_redirects=False, trust_env=False,
+        headers={"User-Agent": USER_AGENT},
+    ) as client:
+        return await asyncio.gather(*(_probe(client, gate, target) for target in targets))
+
+
+def due_targets(now=None) -> list[Target]:
+    """Enabled targets of enabled services whose check interval has elapsed."""
+    now = now or timezone.now()
+    candidates = Target.objects.filter(enabled=True, service__enabled=True).select_related("service")
+    return [
+        target for target in candidates
+        if target.last_checked_at is None
+        or target.last_checked_at + timedelta(seconds=target.service.health_interval) <= now
+    ]
+
+
+def _record(targets: list[Target], results: list[CheckResult]) -> None:
+    now = timezone.now()
+    by_id = {target.pk: target for target in targets}
+    TargetHealthCheck.objects.bulk_create(
+        TargetHealthCheck(target_id=r.target_id, ok=r.ok, status_code=r.status_code,
+                          latency_ms=r.latency_ms, error=r.error)
+        for r in results
+    )
+    for result in results:
+        target = by_id[result.target_id]
+        if target.healthy != result.ok:
+            logger.warning(
+                "target %s is now %s", target.url, "healthy" if result.ok else "unhealthy",
+                extra={"service": target.service.slug, "target": target.pk, "error": result.error},
+            )
+            with transaction.atomic():
+                # save(): a health flip is a config change every data plane must see.
+                target.healthy = result.ok
+                target.last_checked_at = now
+                target.save(update_fields=["healthy", "last_checked_at", "updated_at"])
+        else:
+            Target.objects.filter(pk=target.pk).update(last_checked_at=now)
+        _trim_history(target.pk)
+
+
+def _trim_history(target_id: int) -> None:
+    keep = TargetHealthCheck.objects.filter(target_id=target_id).values_list("pk", flat=True)[
+        HEALTH_HISTORY_PER_TARGET - 1:HEALTH_HISTORY_PER_TARGET
+    ]
+    if keep:
+        TargetHealthCheck.objects.filter(target_id=target_id, pk__lt=keep[0]).delete()
+
+
+def check_targets_now(targets) -> list[CheckResult]:
+    """Check these targets immediately (admin action, management API), due or not."""
+    targets = list(targets.select_related("service") if hasattr(targets, "select_related") else targets)
+    if not targets:
+        return []
+    results = asyncio.run(_probe_all(targets))
+    _record(targets, results)
+    return results
+
+
+def health_sweep() -> list[CheckResult]:
+    """One beat tick: check every target that is due."""
+    return check_targets_now(due_targets())
