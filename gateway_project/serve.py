@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+from pathlib import Path
 
 import uvicorn
-from uvicorn.supervisors import Multiprocess
+from uvicorn.supervisors import multiprocess
 
 __all__ = ["GatewayServer", "main"]
 
@@ -31,6 +32,16 @@ class GatewayServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+class GatewayWorkerProcess(multiprocess.Process):
+    """uvicorn's worker process, running our Server so each worker drains SSE on exit."""
+
+    @property
+    def server(self) -> uvicorn.Server:
+        if self._server is None:
+            self._server = GatewayServer(config=self.config)
+        return self._server
+
+
 def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -39,6 +50,20 @@ def bind(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def _prepare_multiprocess_metrics() -> None:
+    """Several workers: prometheus_client writes to shared files so /metrics sums them all.
+
+    Must happen before any worker imports prometheus_client; stale files are removed.
+    """
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        var_dir = Path(os.environ.get("GATEWAY_VAR_DIR", Path(__file__).resolve().parent.parent / "var"))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(var_dir / f"prometheus-{os.getpid()}")
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,10 +81,13 @@ def main(argv: list[str] | None = None) -> None:
         timeout_graceful_shutdown=args.graceful_timeout, timeout_keep_alive=30,
         h11_max_incomplete_event_size=64 * 1024,
     )
+    if args.workers > 1:
+        _prepare_multiprocess_metrics()
     sock = bind(args.host, args.port)
     server = GatewayServer(config)
     if args.workers > 1:
-        Multiprocess(config, target=server.run, sockets=[sock]).run()
+        multiprocess.Process = GatewayWorkerProcess  # used by the supervisor for every (re)spawn
+        multiprocess.Multiprocess(config, sockets=[sock]).run()
     else:
         server.run(sockets=[sock])
 

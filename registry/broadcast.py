@@ -21,14 +21,16 @@ _listeners: dict[str, list[Callable[[str], None]]] = {}
 _lock = threading.Lock()
 
 
-@lru_cache(maxsize=1)
 def sync_redis():
-    """One blocking Redis client per process for the control plane, with short timeouts."""
+    """One blocking Redis client per process (per REDIS_URL) for the control plane."""
+    return _client_for(settings.REDIS_URL)
+
+
+@lru_cache(maxsize=4)
+def _client_for(url: str):
     import redis
 
-    return redis.Redis.from_url(
-        settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2, health_check_interval=30
-    )
+    return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2, health_check_interval=30)
 
 
 def prefixed(name: str) -> str:

@@ -22,12 +22,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _bound_socket() -> socket.socket:
+def _bound_socket(port: int = 0) -> socket.socket:
     # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose proto
     # says TCP, and without it Nagle + delayed ACK add 40 ms to every response.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     sock.listen(1024)
     sock.set_inheritable(True)
     return sock
@@ -113,15 +113,17 @@ class RecordingUpstream:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> RecordingUpstream:
+    def start(self, port: int = 0) -> RecordingUpstream:
+        """Listen on `port` (0: any free one); a test can restart a stopped upstream on its port."""
         ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, args=(ready, port), daemon=True)
         self._thread.start()
         if not ready.wait(10):
             raise RuntimeError("upstream did not start")
         return self
 
-    def _run(self, ready: threading.Event) -> None:
+    def _run(self, ready: threading.Event, port: int) -> None:
         from aiohttp import web
 
         self.loop = asyncio.new_event_loop()
@@ -130,13 +132,17 @@ class RecordingUpstream:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         self.loop.run_until_complete(self._runner.setup())
-        sock = _bound_socket()
+        sock = _bound_socket(port)
         self.port = sock.getsockname()[1]
         self.loop.run_until_complete(web.SockSite(self._runner, sock).start())
         ready.set()
         self.loop.run_forever()
 
     def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+
         async def shutdown():
             await self._runner.cleanup()
 
@@ -317,12 +323,9 @@ class GatewayProcess:
         )
         env.update(extra_env or {})
         self.command = [
-            sys.executable, "-m", "uvicorn", "gateway_project.asgi:application",
-            "--host", "127.0.0.1", "--port", str(self.port), "--no-proxy-headers",
-            "--no-server-header", "--log-level", "warning", "--lifespan", "on",
+            sys.executable, "-m", "gateway_project.serve", "--host", "127.0.0.1",
+            "--port", str(self.port), "--workers", str(workers), "--graceful-timeout", "3",
         ]
-        if workers > 1:
-            self.command += ["--workers", str(workers)]
         self.env = env
         self.process = None
 

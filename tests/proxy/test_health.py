@@ -1,0 +1,152 @@
+"""Health sweeps, panic mode and the health endpoints."""
+
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from registry.health import check_targets_now, health_sweep
+from registry.models import Target, TargetHealthCheck
+from tests.live import RecordingUpstream, database_url_for_subprocess
+
+
+def test_a_stopped_target_is_marked_unhealthy_gets_no_traffic_and_recovers(
+    gateway, make_service, upstream, second_upstream
+):
+    service = make_service("sales", targets=[upstream.url, second_upstream.url])
+    gateway.sync()
+    port = second_upstream.port
+    second_upstream.stop()
+    results = {r.target_id: r for r in health_sweep()}
+    down = service.targets.get(url=second_upstream.url)
+    assert results[down.pk].ok is False
+    down.refresh_from_db()
+    assert down.healthy is False
+    gateway.sync()
+    for _ in range(6):
+        assert httpx.get(f"{gateway.url}/api/v1/sales/x").status_code == 200
+    assert len(upstream.hits("/x")) == 6
+    # The same port comes back: the next check marks it healthy and traffic resumes.
+    revived = RecordingUpstream().start(port=port)
+    try:
+        check_targets_now(Target.objects.filter(pk=down.pk))
+        down.refresh_from_db()
+        assert down.healthy is True
+        gateway.sync()
+        for _ in range(6):
+            httpx.get(f"{gateway.url}/api/v1/sales/y")
+        assert len(revived.hits("/y")) == 3
+    finally:
+        revived.stop()
+
+
+def test_panic_mode_when_every_target_fails_its_check(gateway, make_service, upstream):
+    make_service("sales", targets=[upstream.url], health_path="/status/503")
+    health_sweep()
+    assert Target.objects.get().healthy is False
+    gateway.sync()
+    assert httpx.get(f"{gateway.url}/api/v1/sales/x").status_code == 200
+
+
+def test_only_due_targets_are_checked_and_history_is_bounded(transactional_db, make_service, upstream, settings):
+    from registry.constants import HEALTH_HISTORY_PER_TARGET
+
+    make_service("sales", targets=[upstream.url], health_interval=3600)
+    assert len(health_sweep()) == 1
+    assert health_sweep() == []  # checked a moment ago, not due for an hour
+    target = Target.objects.get()
+    for _ in range(HEALTH_HISTORY_PER_TARGET + 5):
+        check_targets_now(Target.objects.filter(pk=target.pk))
+    assert TargetHealthCheck.objects.filter(target=target).count() == HEALTH_HISTORY_PER_TARGET
+
+
+def test_health_checks_use_the_service_health_path(transactional_db, make_service, upstream):
+    make_service("sales", targets=[upstream.url], health_path="/healthz")
+    health_sweep()
+    assert [r.path for r in upstream.hits()] == ["/healthz"]
+    assert upstream.hits()[0].headers["user-agent"].startswith("gateway-health-check")
+
+
+@pytest.mark.redis
+def test_the_sweep_runs_on_a_real_celery_worker(
+    redis_url, transactional_db, make_service, upstream, settings, monkeypatch
+):
+    from celery import Celery
+
+    make_service("sales", targets=[upstream.url])
+    broker = redis_url.rsplit("/", 1)[0] + "/14"
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="gateway_project.settings_test", CELERY_BROKER_URL=broker,
+               DATABASE_URL=database_url_for_subprocess(), GATEWAY_VAR_DIR=str(settings.VAR_DIR))
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "gateway_project", "worker", "--pool=solo", "--loglevel=WARNING",
+         "--without-heartbeat", "--without-gossip", "--without-mingle"],
+        env=env,
+    )
+    try:
+        monkeypatch.setenv("CELERY_BROKER_URL", broker)  # Celery prefers the variable to broker=
+        sender = Celery(broker=broker)
+        sender.send_task("registry.tasks.health_sweep_task")
+        deadline = time.monotonic() + 30
+        while not TargetHealthCheck.objects.exists():
+            assert time.monotonic() < deadline, "the worker never ran the sweep"
+            assert worker.poll() is None, "the worker died"
+            time.sleep(0.2)
+        assert TargetHealthCheck.objects.get().ok is True
+    finally:
+        worker.terminate()
+        worker.wait(15)
+
+
+# --- endpoints --------------------------------------------------------------------------
+
+
+def test_health_endpoints_answer_from_the_last_sweep(gateway, make_service, upstream):
+    make_service("sales", targets=[upstream.url])
+    make_service("orders", targets=[{"url": upstream.url, "healthy": False}])
+    gateway.sync()
+    upstream.clear()
+    health = httpx.get(f"{gateway.url}/health").json()
+    assert set(health) >= {"status", "version", "timestamp", "services", "redis"}
+    assert health["services"]["sales"]["status"] == "healthy"
+    assert health["services"]["orders"]["status"] == "unhealthy"
+    assert health["status"] == "degraded"
+    assert httpx.get(f"{gateway.url}/api/v1/health").json()["services"] == health["services"]
+    assert upstream.hits() == []  # nothing was called inline
+    assert httpx.get(f"{gateway.url}/health/live").json() == {"status": "alive"}
+    ready = httpx.get(f"{gateway.url}/health/ready")
+    assert ready.status_code == 200 and ready.json()["snapshot_loaded"] is True
+    assert httpx.get(f"{gateway.url}/health/startup").status_code == 200
+    status = httpx.get(f"{gateway.url}/api/v1/status").json()
+    assert status["config_version"] == gateway.runtime.snapshot.version
+    assert status["services"] == 2
+
+
+def test_detailed_health_shows_breakers_and_hides_urls_from_anonymous(gateway, make_service):
+    from tests.live import free_port
+
+    make_service("sales", targets=[f"http://127.0.0.1:{free_port()}"], retries=0,
+                 breaker_failure_threshold=2, breaker_minimum_throughput=2)
+    gateway.sync()
+    for _ in range(2):
+        httpx.get(f"{gateway.url}/api/v1/sales/x")
+    detailed = httpx.get(f"{gateway.url}/api/v1/health/detailed").json()
+    target = detailed["services"]["sales"]["targets_detail"][0]
+    assert target["circuit_breaker"]["state"] == "open"
+    assert target["circuit_breaker"]["failure_count"] == 2
+    assert 0 < target["circuit_breaker"]["time_until_retry"] <= 30
+    assert "url" not in target
+    assert detailed["database"]["status"] == "ok"
+    assert detailed["config_version"]["serving"] == detailed["config_version"]["database"]
+
+
+def test_ready_is_503_when_redis_is_configured_but_down(db, settings, client):
+    from tests.live import free_port
+
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    response = client.get("/health/ready")
+    assert response.status_code == 503
+    assert response.json()["redis"] == "unavailable"
+    assert client.get("/health/live").status_code == 200
