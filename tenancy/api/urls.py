@@ -1,7 +1,13 @@
+"""Routes of the tenancy management API under /api/manage/."""
+
 from rest_framework.routers import SimpleRouter
+
+from tenancy.api import views
 
 app_name = "tenancy-api"
 
 router = SimpleRouter()
+router.register("tenants", views.TenantViewSet, basename="tenant")
+router.register("subscriptions", views.SubscriptionViewSet, basename="subscription")
 
 urlpatterns = router.urls

@@ -1,0 +1,357 @@
+"""Management API bodies for the registry: services with nested targets, policies, API keys.
+
+Every writable serializer runs the model's own validation (field validators, `clean()`,
+uniqueness) before anything is written, so the API refuses exactly what the admin refuses.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models, transaction
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework.settings import api_settings
+
+from proxy.breaker import BreakerState, breakers
+from registry.models import ApiKey, RatePolicy, Service, Target, TargetHealthCheck
+from tenancy.models import Tenant
+
+__all__ = [
+    "ApiKeySerializer",
+    "ApiKeyWithSecretSerializer",
+    "CircuitBreakerSerializer",
+    "ConfigVersionSerializer",
+    "FullCleanModelSerializer",
+    "HealthCheckRequestSerializer",
+    "HealthReportSerializer",
+    "ProblemSerializer",
+    "RatePolicySerializer",
+    "ServiceSerializer",
+    "TargetSerializer",
+    "clean_model_instance",
+]
+
+
+def clean_model_instance(instance: models.Model, attrs: dict, exclude: Iterable[str] = ()) -> dict:
+    """Apply `attrs` to `instance`, run `full_clean()`, return attrs as the model normalised them.
+
+    Django's ValidationError becomes DRF's, keyed by field (non-field errors under
+    NON_FIELD_ERRORS_KEY), so the problem body's `errors` names each field.
+    """
+    field_names = {f.name for f in instance._meta.concrete_fields if not f.primary_key}
+    for name, value in attrs.items():
+        if name in field_names:
+            setattr(instance, name, value)
+    skipped = {f.name for f in instance._meta.concrete_fields if not f.editable}
+    try:
+        instance.full_clean(exclude=sorted(skipped | set(exclude)))
+    except DjangoValidationError as exc:
+        detail = serializers.as_serializer_error(exc)
+        if NON_FIELD_ERRORS in detail:
+            detail[api_settings.NON_FIELD_ERRORS_KEY] = detail.pop(NON_FIELD_ERRORS)
+        raise serializers.ValidationError(detail) from exc
+    return {
+        name: getattr(instance, name) if name in field_names else value
+        for name, value in attrs.items()
+    }
+
+
+class FullCleanModelSerializer(serializers.ModelSerializer):
+    """A ModelSerializer that validates through the model (`full_clean()`) on a scratch copy."""
+
+    #: Model fields `full_clean()` must skip (relations the serializer saves itself).
+    clean_exclude: tuple[str, ...] = ()
+
+    def validate(self, attrs: dict) -> dict:
+        attrs = super().validate(attrs)
+        model = self.Meta.model
+        scratch = copy.copy(self.instance) if self.instance is not None else model()
+        return clean_model_instance(scratch, attrs, self.clean_exclude)
+
+
+# --- Services and targets ---------------------------------------------------------------
+
+_TARGET_READ_ONLY = ("healthy", "last_checked_at", "breaker_reset_at", "created_at", "updated_at")
+
+
+class ServiceTargetSerializer(serializers.ModelSerializer):
+    """A target inside a service body: matched by `id` on update, created when `id` is absent."""
+
+    id = serializers.IntegerField(
+        required=False, help_text="Existing target's id; omit for a new one."
+    )
+
+    class Meta:
+        model = Target
+        fields = ("id", "url", "weight", "enabled", "demo_only", *_TARGET_READ_ONLY)
+        read_only_fields = _TARGET_READ_ONLY
+
+
+class ServiceSerializer(FullCleanModelSerializer):
+    """A service and its targets, saved together or not at all."""
+
+    targets = ServiceTargetSerializer(
+        many=True,
+        required=False,
+        help_text="On update the list is the full set: targets left out are deleted. "
+        "Omit it on PATCH to keep the targets as they are.",
+    )
+
+    class Meta:
+        model = Service
+        fields = (
+            "id", "name", "slug", "description", "path_prefix", "upstream_path", "load_balancing",
+            "connect_timeout", "read_timeout", "retries", "allowed_methods", "auth_required",
+            "public_paths", "read_roles", "read_scopes", "write_roles", "write_scopes",
+            "breaker_failure_threshold", "breaker_failure_window", "breaker_minimum_throughput",
+            "breaker_recovery_timeout", "breaker_success_threshold", "health_path",
+            "health_interval", "websocket_enabled", "max_body_bytes", "enabled", "targets",
+            "created_at", "updated_at",
+        )  # fmt: skip
+        read_only_fields = ("created_at", "updated_at")
+
+    def validate(self, attrs: dict) -> dict:
+        targets = attrs.pop("targets", None)
+        errors = {}
+        try:
+            attrs = super().validate(attrs)
+        except serializers.ValidationError as exc:
+            errors.update(exc.detail)
+        if targets is None and self.instance is not None and not self.partial:
+            errors["targets"] = [
+                "Send the full list of targets on PUT (an empty list removes all)."
+            ]
+        elif targets is not None:
+            try:
+                attrs["targets"] = self._validate_targets(targets)
+            except serializers.ValidationError as exc:
+                errors["targets"] = exc.detail
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+    def _validate_targets(self, items: list[dict]) -> list[dict]:
+        """Validate every target through the model before anything is written."""
+        existing = {t.pk: t for t in self.instance.targets.all()} if self.instance else {}
+        # Keyed by position, only failing items: the shape DRF gives nested list errors.
+        errors, cleaned, seen_urls = {}, [], set()
+        for index, item in enumerate(items):
+            item_errors, pk = {}, item.get("id")
+            if pk is not None and pk not in existing:
+                item_errors["id"] = ["No target with this id belongs to this service."]
+            base = copy.copy(existing[pk]) if pk in existing else Target()
+            try:
+                item = {**clean_model_instance(base, item, exclude=("service",)), "id": pk}
+            except serializers.ValidationError as exc:
+                item_errors.update(exc.detail)
+            url = item.get("url", base.url)
+            if url in seen_urls:
+                item_errors.setdefault("url", []).append("This URL is listed twice.")
+            seen_urls.add(url)
+            if item_errors:
+                errors[index] = item_errors
+            cleaned.append(item)
+        if errors:
+            raise serializers.ValidationError(errors)
+        return cleaned
+
+    @transaction.atomic
+    def create(self, validated_data: dict) -> Service:
+        targets = validated_data.pop("targets", [])
+        service = Service.objects.create(**validated_data)
+        _sync_targets(service, targets, existing={})
+        return service
+
+    @transaction.atomic
+    def update(self, instance: Service, validated_data: dict) -> Service:
+        targets = validated_data.pop("targets", None)
+        for name, value in validated_data.items():
+            setattr(instance, name, value)
+        instance.save()
+        if targets is not None:
+            _sync_targets(instance, targets, existing={t.pk: t for t in instance.targets.all()})
+        return instance
+
+
+def _sync_targets(service: Service, items: list[dict], existing: dict[int, Target]) -> None:
+    """Make the service's targets exactly `items`: delete first so a URL can move freely."""
+    kept = {item["id"] for item in items if item.get("id") is not None}
+    for pk, target in existing.items():
+        if pk not in kept:
+            target.delete()
+    for item in items:
+        fields = {name: value for name, value in item.items() if name != "id"}
+        target = existing.get(item.get("id")) or Target(service=service)
+        for name, value in fields.items():
+            setattr(target, name, value)
+        target.save()
+
+
+class TargetSerializer(FullCleanModelSerializer):
+    service = serializers.SlugRelatedField(slug_field="slug", queryset=Service.objects.all())
+
+    class Meta:
+        model = Target
+        fields = ("id", "service", "url", "weight", "enabled", "demo_only", *_TARGET_READ_ONLY)
+        read_only_fields = _TARGET_READ_ONLY
+
+
+# --- Circuit breakers and health --------------------------------------------------------
+
+BREAKER_STATES = (BreakerState.CLOSED, BreakerState.HALF_OPEN, BreakerState.OPEN)
+
+
+class CircuitBreakerSerializer(serializers.ModelSerializer):
+    """A target with this instance's breaker state for it (SPEC section 8)."""
+
+    target_id = serializers.IntegerField(source="pk", read_only=True)
+    service = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    state = serializers.SerializerMethodField()
+    failure_count = serializers.SerializerMethodField()
+    time_until_retry = serializers.SerializerMethodField(help_text="Seconds until a trial request.")
+
+    class Meta:
+        model = Target
+        fields = (
+            "target_id", "service", "url", "enabled", "healthy", "state", "failure_count",
+            "time_until_retry", "breaker_reset_at",
+        )  # fmt: skip
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ChoiceField(choices=BREAKER_STATES))
+    def get_state(self, target: Target) -> str:
+        return breakers.describe(target.pk)["state"]
+
+    def get_failure_count(self, target: Target) -> int:
+        return breakers.describe(target.pk)["failure_count"]
+
+    def get_time_until_retry(self, target: Target) -> float:
+        return breakers.describe(target.pk)["time_until_retry"]
+
+
+class HealthCheckResultSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TargetHealthCheck
+        fields = ("ok", "status_code", "latency_ms", "error", "created_at")
+        read_only_fields = fields
+
+
+class TargetHealthSerializer(serializers.ModelSerializer):
+    """A target's health as the last sweep left it, with that sweep's check."""
+
+    target_id = serializers.IntegerField(source="pk", read_only=True)
+    service = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    last_check = HealthCheckResultSerializer(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Target
+        fields = (
+            "target_id",
+            "service",
+            "url",
+            "enabled",
+            "healthy",
+            "last_checked_at",
+            "last_check",
+        )
+        read_only_fields = fields
+
+
+class HealthReportSerializer(serializers.Serializer):
+    last_sweep_at = serializers.DateTimeField(
+        allow_null=True, read_only=True, help_text="When the newest stored check ran."
+    )
+    targets = TargetHealthSerializer(many=True, read_only=True)
+
+
+class HealthCheckRequestSerializer(serializers.Serializer):
+    service = serializers.SlugRelatedField(
+        slug_field="slug",
+        queryset=Service.objects.all(),
+        required=False,
+        help_text="Check only this service's targets; omit to check every enabled target.",
+    )
+
+
+class ProblemSerializer(serializers.Serializer):
+    """An RFC 9457 problem document, as every error of the management API is answered."""
+
+    type = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    instance = serializers.CharField()
+    code = serializers.CharField()
+    request_id = serializers.CharField()
+
+
+class ConfigVersionSerializer(serializers.Serializer):
+    version = serializers.IntegerField(read_only=True, help_text="Moves on every registry change.")
+
+
+# --- Rate policies and API keys ---------------------------------------------------------
+
+
+class RatePolicySerializer(FullCleanModelSerializer):
+    service = serializers.SlugRelatedField(
+        slug_field="slug",
+        queryset=Service.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="Service slug; null applies the policy to every service.",
+    )
+
+    class Meta:
+        model = RatePolicy
+        fields = (
+            "id", "name", "scope", "service", "methods", "role", "plan", "limit",
+            "window_seconds", "burst", "algorithm", "fail_mode", "enabled", "created_at",
+            "updated_at",
+        )  # fmt: skip
+        read_only_fields = ("created_at", "updated_at")
+
+
+class ApiKeySerializer(FullCleanModelSerializer):
+    """An API key as it is listed: its visible prefix, never its secret or hash."""
+
+    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
+    is_active = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = ApiKey
+        fields = (
+            "id", "tenant", "name", "prefix", "scopes", "role", "expires_at", "revoked",
+            "revoked_at", "is_active", "last_used_at", "created_at", "updated_at",
+        )  # fmt: skip
+        read_only_fields = (
+            "prefix", "revoked", "revoked_at", "last_used_at", "created_at", "updated_at",
+        )  # fmt: skip
+
+    def validate_tenant(self, tenant: Tenant) -> Tenant:
+        # A key belongs to one tenant for life: moving it would hand a secret to another tenant.
+        if self.instance is not None and tenant.pk != self.instance.tenant_id:
+            raise serializers.ValidationError("An API key cannot move to another tenant.")
+        return tenant
+
+    def create(self, validated_data: dict) -> ApiKey:
+        key = ApiKey(**validated_data)
+        key.plaintext_secret = key.assign_new_secret()
+        key.save()
+        return key
+
+
+class ApiKeyWithSecretSerializer(ApiKeySerializer):
+    """The answer to a create or rotate: the only time the plaintext secret is ever sent."""
+
+    secret = serializers.CharField(
+        source="plaintext_secret",
+        read_only=True,
+        help_text="Send it as X-API-Key. Shown once: only its SHA-256 hash is stored.",
+    )
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = (*ApiKeySerializer.Meta.fields, "secret")

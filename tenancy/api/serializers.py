@@ -1,0 +1,80 @@
+"""Management API bodies for tenancy: tenants (read-only mode, subscription), subscriptions."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from registry.api.serializers import FullCleanModelSerializer
+from tenancy.admin import read_only_reason_error
+from tenancy.models import Subscription, Tenant
+
+__all__ = [
+    "ReadOnlyToggleSerializer",
+    "SubscriptionSerializer",
+    "SubscriptionSummarySerializer",
+    "TenantSerializer",
+]
+
+_REASON_MAX_LENGTH = Tenant._meta.get_field("read_only_reason").max_length
+
+
+class SubscriptionSummarySerializer(serializers.ModelSerializer):
+    grace_ends_at = serializers.DateTimeField(read_only=True)
+
+    class Meta:
+        model = Subscription
+        fields = ("id", "status", "current_period_end", "grace_days", "grace_ends_at")
+        read_only_fields = fields
+
+
+class TenantSerializer(FullCleanModelSerializer):
+    """A tenant; a reason is required while read-only (clients see it) and cleared when lifted."""
+
+    subscription = SubscriptionSummarySerializer(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Tenant
+        fields = (
+            "id", "name", "slug", "plan", "read_only", "read_only_reason", "is_demo",
+            "subscription", "created_at", "updated_at",
+        )  # fmt: skip
+        read_only_fields = ("created_at", "updated_at")
+
+    def validate(self, attrs: dict) -> dict:
+        attrs = super().validate(attrs)
+        current = self.instance
+        read_only = attrs.get("read_only", current.read_only if current else False)
+        reason = attrs.get("read_only_reason", current.read_only_reason if current else "")
+        error = read_only_reason_error(read_only, reason or "")
+        if error:
+            raise serializers.ValidationError({"read_only_reason": [error]})
+        attrs["read_only_reason"] = reason.strip() if read_only else ""
+        return attrs
+
+
+class ReadOnlyToggleSerializer(serializers.Serializer):
+    read_only = serializers.BooleanField()
+    reason = serializers.CharField(
+        max_length=_REASON_MAX_LENGTH, required=False, allow_blank=True, default="",
+        help_text="Required when turning read-only on: clients get it in TENANT_READ_ONLY.",
+    )  # fmt: skip
+
+    def validate(self, attrs: dict) -> dict:
+        attrs["reason"] = attrs["reason"].strip()
+        error = read_only_reason_error(attrs["read_only"], attrs["reason"])
+        if error:
+            raise serializers.ValidationError({"reason": [error]})
+        return attrs
+
+
+class SubscriptionSerializer(FullCleanModelSerializer):
+    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
+    grace_ends_at = serializers.DateTimeField(read_only=True)
+
+    class Meta:
+        model = Subscription
+        fields = (
+            "id", "tenant", "status", "current_period_end", "grace_days", "grace_ends_at",
+            "created_at", "updated_at",
+        )  # fmt: skip
+        read_only_fields = ("created_at", "updated_at")
