@@ -1,6 +1,8 @@
 """The management API at /api/manage/: each app's router, under one browsable root."""
 
 from django.urls import include, path
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
@@ -21,6 +23,7 @@ _ROOT_ENTRIES = {
 }
 
 
+@extend_schema(responses={200: OpenApiTypes.OBJECT})
 @api_view(["GET"])
 @permission_classes([IsAdminUser])
 def api_root(request, format=None):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from rest_framework import exceptions
@@ -65,6 +66,10 @@ def problem_response(
 def drf_exception_handler(exc, context):
     """Every DRF error as problem+json: field messages for 400s, one body for all 401s."""
     request = context.get("request")
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
     response = drf_default_handler(exc, context)
     if response is None:
         if isinstance(exc, Http404):

@@ -185,6 +185,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"SeverityEnum": "alerts.choices.Severity"},
 }
 
 JWT_ALGORITHM = env_str("JWT_ALGORITHM", "RS256")

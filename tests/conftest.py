@@ -69,13 +69,14 @@ def redis_client(redis_url):
     client.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(django_db_setup, django_db_blocker):
     """A real headless Chromium (Debian's), driven by Playwright.
 
     Playwright's sync API keeps an event loop running in the main thread, which makes
     Django refuse ORM calls there (SynchronousOnlyOperation); the ORM calls in these tests
-    are ordinary synchronous ones, so that guard is lifted while the browser lives.
+    are ordinary synchronous ones, so that guard is lifted while the browser lives. Module
+    scope: the loop is gone again before the next module's asyncio tests run.
     """
     require(os.path.exists(CHROMIUM) or bool(shutil.which("chromium")), "chromium is not installed")
     from playwright.sync_api import sync_playwright

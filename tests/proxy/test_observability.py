@@ -29,28 +29,37 @@ def test_metrics_after_traffic(gateway, make_service, make_tenant, make_user, be
     from registry.models import RatePolicy
 
     tenant = make_tenant("acme")
-    make_service("sales", targets=[upstream.url], auth_required=True)
+    service = make_service("sales", targets=[upstream.url], auth_required=True)
     RatePolicy.objects.create(name="tiny", scope="user", limit=3, window_seconds=60)
     headers = bearer(make_user(tenant=tenant))
     gateway.sync()
     with httpx.Client() as client:
+        before = client.get(f"{gateway.url}/metrics").text  # counters are per process: compare deltas
         statuses = [client.get(f"{gateway.url}/api/v1/sales/x", headers=headers).status_code for _ in range(5)]
         client.get(f"{gateway.url}/api/v1/sales/x")  # no credentials
         text = client.get(f"{gateway.url}/metrics").text
+
+    def delta(name, **labels):
+        try:
+            previous = sample(before, name, **labels)
+        except AssertionError:
+            previous = 0.0
+        return sample(text, name, **labels) - previous
+
     assert statuses == [200, 200, 200, 429, 429]
-    assert sample(text, "gateway_requests_total", service="sales", status_code="200", method="GET") == 3
-    assert sample(text, "gateway_requests_total", service="sales", status_code="429") == 2
-    assert sample(text, "gateway_requests_total", service="sales", status_code="401") == 1
-    assert sample(text, "gateway_request_duration_seconds_count", service="sales", method="GET") == 6
-    assert sample(text, "gateway_upstream_duration_seconds_count", service="sales") == 3
-    assert sample(text, "gateway_request_size_bytes_count", service="sales") == 6
-    assert sample(text, "gateway_response_size_bytes_count", service="sales") == 6
-    assert sample(text, "gateway_auth_attempts_total", status="success") >= 5
-    assert sample(text, "gateway_auth_attempts_total", status="failure") >= 1
-    assert sample(text, "gateway_auth_cache_hits_total") >= 4
-    assert sample(text, "gateway_auth_cache_misses_total") >= 1
-    assert sample(text, "gateway_rate_limit_exceeded_total", policy="tiny", service="sales") == 2
-    assert sample(text, "gateway_service_health", service="sales") == 1
+    assert delta("gateway_requests_total", service="sales", status_code="200", method="GET") == 3
+    assert delta("gateway_requests_total", service="sales", status_code="429") == 2
+    assert delta("gateway_requests_total", service="sales", status_code="401") == 1
+    assert delta("gateway_request_duration_seconds_count", service="sales", method="GET") == 6
+    assert delta("gateway_upstream_duration_seconds_count", service="sales") == 3
+    assert delta("gateway_request_size_bytes_count", service="sales") == 6
+    assert delta("gateway_response_size_bytes_count", service="sales") == 6
+    assert delta("gateway_auth_attempts_total", status="success") == 5
+    assert delta("gateway_auth_attempts_total", status="failure") == 1
+    assert delta("gateway_auth_cache_hits_total") == 4
+    assert delta("gateway_auth_cache_misses_total") == 1
+    assert delta("gateway_rate_limit_exceeded_total", policy="tiny", service="sales") == 2
+    assert sample(text, "gateway_service_health", service="sales", target=str(service.targets.get().pk)) == 1
     assert sample(text, "gateway_config_version") == gateway.runtime.snapshot.version
     sample(text, "gateway_sse_connections")
     sample(text, "django_http_requests_total_by_method_total")  # django-prometheus, Django side
