@@ -235,7 +235,6 @@ CONFIG_POLL_SECONDS = env_seconds("CONFIG_POLL_SECONDS", 0.25)
 RATE_LIMIT_DEFAULT = env_str("RATE_LIMIT_DEFAULT", "300/60")
 RATE_LIMIT_FAIL_MODE = env_str("RATE_LIMIT_FAIL_MODE", "open")
 REQUEST_HEADER_TIMEOUT = env_seconds("REQUEST_HEADER_TIMEOUT", 30)
-ACCESS_LOG_PATH = env_str("ACCESS_LOG_PATH", "")
 
 # --- Alerts -----------------------------------------------------------------------------
 
@@ -259,15 +258,28 @@ NOMINATIM_URL = env_str("NOMINATIM_URL", "https://nominatim.openstreetmap.org")
 GEOCODE_CACHE_SECONDS = env_seconds("GEOCODE_CACHE_SECONDS", 86400)
 GEOCODE_MIN_INTERVAL = env_float("GEOCODE_MIN_INTERVAL", 1.0)
 
+# One JSON line per proxied request: "stdout" (default), "off", or a file path.
+ACCESS_LOG = env_str("ACCESS_LOG", "stdout")
+_ACCESS_HANDLERS = {
+    "class": "logging.handlers.WatchedFileHandler", "filename": ACCESS_LOG, "formatter": "json",
+} if ACCESS_LOG not in ("stdout", "off") else None
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "gateway_project.logs.JsonFormatter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json"},
+        **({"access_file": _ACCESS_HANDLERS} if _ACCESS_HANDLERS else {}),
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
-        "gateway.access": {"handlers": [], "level": "INFO"},
+        "gateway.access": {
+            "level": "WARNING" if ACCESS_LOG == "off" else "INFO",
+            "handlers": ["access_file"] if _ACCESS_HANDLERS else [],
+            "propagate": not _ACCESS_HANDLERS,
+        },
     },
 }
 

@@ -3,6 +3,7 @@
 import json
 import logging
 import re
+import time
 
 import httpx
 import pytest
@@ -126,6 +127,9 @@ def test_one_structured_log_line_per_request_without_secrets(
             "X-Request-ID": "trace-me-123",
         })
         httpx.get(f"{gateway.url}/api/v1/sales/echo", headers={"X-API-Key": secret})
+        deadline = time.monotonic() + 2  # the line is written just after the response is sent
+        while len([r for r in caplog.records if r.name == "gateway.access"]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
     records = [r for r in caplog.records if r.name == "gateway.access"]
     assert len(records) == 2
     from gateway_project.logs import JsonFormatter

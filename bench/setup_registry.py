@@ -1,0 +1,48 @@
+"""Prepare the benchmark's registry (run in the gateway's environment): services, a policy, a token.
+
+Prints one JSON line: {"token": ..., "staff_token": ...}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import timedelta
+
+import django
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_project.settings")
+    django.setup()
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from registry.models import RatePolicy, Service, Target
+    from tenancy.models import Subscription, Tenant, User
+    from tenancy.tokens import GatewayAccessToken, tokens_for_user
+
+    call_command("migrate", verbosity=0)
+    upstream = sys.argv[1]
+    for slug, auth in (("open", False), ("bench", True), ("nolimit", True), ("cached", False)):
+        service, _ = Service.objects.update_or_create(
+            slug=slug, defaults={"name": slug.title(), "path_prefix": f"/api/v1/{slug}", "auth_required": auth,
+                                 "retries": 0},
+        )
+        Target.objects.update_or_create(service=service, url=upstream, defaults={"weight": 100})
+    bench = Service.objects.get(slug="bench")
+    RatePolicy.objects.update_or_create(
+        name="bench-never-rejects", defaults={"scope": "user", "service": bench, "limit": 1_000_000_000,
+                                              "window_seconds": 60, "algorithm": "gcra", "burst": 1_000_000_000},
+    )
+    tenant, _ = Tenant.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
+    Subscription.objects.get_or_create(tenant=tenant, defaults={"current_period_end": timezone.now() + timedelta(days=30)})
+    user, _ = User.objects.get_or_create(username="bench", defaults={"tenant": tenant, "role": "staff", "is_staff": True})
+    token = GatewayAccessToken(tokens_for_user(user)["access"])
+    token.set_exp(lifetime=timedelta(hours=6))
+    print(json.dumps({"token": str(token)}))
+
+
+if __name__ == "__main__":
+    main()
