@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from proxy.exchange import Exchange, Rejection
+from proxy.redis_pipe import script_sha
 from proxy.snapshot import RatePolicyEntry
 
 __all__ = ["InProcessLimiter", "LUA_SCRIPT", "PolicyCheck", "RateLimiter", "rate_limit_headers"]
@@ -183,7 +184,8 @@ class RateLimiter:
         self.runtime = runtime
         self.local = InProcessLimiter()
         self.default_policy = _default_policy()
-        self._script = runtime.redis.register_script(LUA_SCRIPT) if runtime.redis is not None else None
+        self._pipe = runtime.redis_pipe
+        self._sha = script_sha(LUA_SCRIPT)
         self._redis_down_until = 0.0
         self._incident_logged = False
         self._matching_cache: dict = {}
@@ -238,7 +240,7 @@ class RateLimiter:
             return None
         prefix = settings.CACHE_KEY_PREFIX
         keyed = [(f"{prefix}:rl:{p.name}:{self._subject(p, exchange)}", p) for p in policies]
-        if self._script is None:
+        if self._pipe is None:
             self._apply(exchange, self.local.check(keyed))
             return None
         if time.monotonic() < self._redis_down_until:
@@ -255,7 +257,7 @@ class RateLimiter:
                 policy.window_seconds * 1000, policy.burst,
             ]
         try:
-            reply = await self._script(keys=[key for key, _ in keyed], args=args)
+            reply = await self._pipe.evalsha(LUA_SCRIPT, self._sha, [key for key, _ in keyed], args)
         except Exception as exc:
             self._redis_failed(exc)
             self._apply(exchange, self._fallback(keyed))

@@ -44,6 +44,7 @@ class Runtime:
         self.snapshot = Snapshot(version=-1)
         self.control_plane_ok = False
         self.draining = False
+        self.ready = False
         self.metrics = metrics
         self.breakers = BreakerRegistry()
         self.breakers.on_change = self._breaker_changed
@@ -60,6 +61,7 @@ class Runtime:
         self.api_key_usage: dict[int, float] = {}
         self.upstream = None
         self.redis = None
+        self.redis_pipe = None
         self._pubsub_redis = None
         self.limiter = None
         self.watcher = ControlPlaneWatcher(self)
@@ -73,6 +75,8 @@ class Runtime:
 
     async def ensure_started(self) -> None:
         """Start once, on lifespan startup or (servers without lifespan) on first request."""
+        if self.ready:
+            return
         if self._started is None:
             self._started = asyncio.ensure_future(self._start())
         await asyncio.shield(self._started)
@@ -86,10 +90,13 @@ class Runtime:
         if settings.REDIS_URL:
             import redis.asyncio as aioredis
 
+            from proxy.redis_pipe import RedisPipe
+
             self.redis = aioredis.Redis.from_url(
                 settings.REDIS_URL, socket_connect_timeout=0.5, socket_timeout=0.5,
                 health_check_interval=30,
             )
+            self.redis_pipe = RedisPipe(settings.REDIS_URL)
         self.limiter = RateLimiter(self)
         await self.watcher.start()
         self._background.append(asyncio.create_task(
@@ -103,6 +110,7 @@ class Runtime:
                 name="alert-fanout",
             ))
         _active = self
+        self.ready = True
         logger.info("data plane ready", extra={"config_version": self.snapshot.version})
 
     async def shutdown(self) -> None:
@@ -118,6 +126,8 @@ class Runtime:
         for client in (self.redis, self._pubsub_redis):
             if client is not None:
                 await client.aclose()
+        if self.redis_pipe is not None:
+            await self.redis_pipe.close()
         if _active is self:
             _active = None
 

@@ -32,10 +32,11 @@ def require(condition: bool, reason: str) -> None:
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    """Each test starts with an empty cache (login limits, geocoding), Redis or in-process.
-
-    With Redis only this run's key prefix is deleted, never the whole database.
+    """Each test starts with an empty cache and no leftover gateway keys in Redis (rate-limit
+    windows, traffic, alert logs, revocations). Only this run's key prefix is deleted,
+    never the whole database.
     """
+    from django.conf import settings
     from django.core.cache import cache
 
     def clear():
@@ -43,6 +44,13 @@ def _fresh_cache():
             cache.delete_pattern("*")
         else:
             cache.clear()
+        if settings.REDIS_URL:
+            from registry.broadcast import sync_redis
+
+            client = sync_redis()
+            keys = list(client.scan_iter(f"{settings.CACHE_KEY_PREFIX}:*", count=1000))
+            if keys:
+                client.delete(*keys)
 
     clear()
     yield
