@@ -260,7 +260,7 @@ GEOCODE_MIN_INTERVAL = env_float("GEOCODE_MIN_INTERVAL", 1.0)
 GEOCODE_TIMEOUT_SECONDS = env_seconds("GEOCODE_TIMEOUT_SECONDS", 5)
 GEOCODE_MAX_WAIT_SECONDS = env_seconds("GEOCODE_MAX_WAIT_SECONDS", 10)
 # Nominatim's usage policy asks for an identifying User-Agent with a contact: set yours.
-GEOCODE_USER_AGENT = env_str("GEOCODE_USER_AGENT", f"django-api-gateway/{GATEWAY_VERSION}")
+GEOCODE_USER_AGENT = env_str("GEOCODE_USER_AGENT", "")  # "": proxy.geocode's default
 
 # One JSON line per proxied request: "stdout" (default), "off", or a file path.
 ACCESS_LOG = env_str("ACCESS_LOG", "stdout")
