@@ -31,10 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from fixtures.demo_data import DEMO_PASSWORD
 from fixtures.demo_ports import demo_host, demo_port_map
 from gateway_project import devrun
 
-__all__ = ["ClusterConfig", "RoundRobinFront", "StoreUnavailable", "main", "nginx_config"]
+__all__ = ["CannotStart", "ClusterConfig", "Front", "RoundRobinFront", "main", "nginx_config"]
 
 BASE_DIR = devrun.BASE_DIR
 HOST = "127.0.0.1"
@@ -62,8 +63,8 @@ FRONT_CHUNK_BYTES = 64 * 1024
 FRONT_BACKLOG = 1024
 
 
-class StoreUnavailable(Exception):
-    """PostgreSQL or Redis cannot be used; the message says which and why."""
+class CannotStart(Exception):
+    """The cluster cannot start (a store, a port, the front); the message says why."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,15 @@ class ClusterConfig:
         )
 
 
+@dataclass(frozen=True)
+class Front:
+    """The round-robin front: what it is and the command that runs it in the foreground."""
+
+    description: str
+    command: list[str]
+    is_nginx: bool
+
+
 # --- Stores -----------------------------------------------------------------------------
 
 
@@ -140,7 +150,7 @@ def ensure_database(url: str) -> bool:
     parts = urlsplit(url)
     name = parts.path.lstrip("/")
     if parts.scheme not in POSTGRES_SCHEMES or not name:
-        raise StoreUnavailable(f"DATABASE_URL must name a PostgreSQL database, got {redact(url)}")
+        raise CannotStart(f"DATABASE_URL must name a PostgreSQL database, got {redact(url)}")
     maintenance = urlunsplit(parts._replace(path=f"/{MAINTENANCE_DATABASE}"))
     try:
         with psycopg.connect(
@@ -154,7 +164,8 @@ def ensure_database(url: str) -> bool:
             return True
     except psycopg.Error as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StoreUnavailable(f"PostgreSQL at {redact(url)} is unusable: {reason}") from exc
+        message = f"PostgreSQL at {redact(url)} is unusable: {reason} (set DATABASE_URL)"
+        raise CannotStart(message) from exc
 
 
 def check_redis(url: str) -> None:
@@ -167,7 +178,7 @@ def check_redis(url: str) -> None:
         with contextlib.closing(client):
             client.ping()
     except (redis.RedisError, ValueError) as exc:
-        raise StoreUnavailable(f"Redis at {redact(url)} is unreachable: {exc}") from exc
+        raise CannotStart(f"Redis at {redact(url)} is unreachable: {exc} (set REDIS_URL)") from exc
 
 
 def shared_secret_key(var_dir: Path) -> str:
@@ -257,16 +268,17 @@ def nginx_config_error(command: list[str]) -> str | None:
     return None if result.returncode == 0 else (result.stderr or result.stdout).strip()
 
 
-def front_command(config: ClusterConfig) -> tuple[str, list[str]]:
-    """(description, command) of the front: nginx when installed (or asked for), else Python."""
+def choose_front(config: ClusterConfig) -> Front:
+    """nginx when installed (or asked for), else the Python proxy below."""
     binary = nginx_binary() if config.front != "python" else None
     if binary:
-        return "nginx round robin", nginx_command(binary, config)
+        return Front("nginx round robin", nginx_command(binary, config), is_nginx=True)
     if config.front == "nginx":
-        raise StoreUnavailable("CLUSTER_FRONT=nginx but nginx is not installed")
+        raise CannotStart("CLUSTER_FRONT=nginx but nginx is not installed")
     backends = [f"{HOST}:{port}" for port in config.instance_ports]
     command = [sys.executable, "-m", "gateway_project.cluster", "front"]
-    return "Python TCP round robin", [*command, f"{HOST}:{config.front_port}", *backends]
+    command += [f"{HOST}:{config.front_port}", *backends]
+    return Front("Python TCP round robin", command, is_nginx=False)
 
 
 def service_commands(config: ClusterConfig, front: list[str]) -> list[tuple[str, list[str]]]:
@@ -299,30 +311,32 @@ def readiness_urls(config: ClusterConfig) -> list[str]:
     return [*upstreams, *instances, f"{config.front_url}/health/ready"]
 
 
-def banner(config: ClusterConfig, front: str, children: list[devrun.Child]) -> str:
+def banner(config: ClusterConfig, front: Front, children: list[devrun.Child]) -> str:
     url = config.front_url
     instances = ", ".join(config.instance_url(port) for port in config.instance_ports)
     width = max(len(f"{user} / {password}") for user, password, _ in devrun.DEMO_LOGINS)
     logins = [
-        f"  {f'{user} / {password}':<{width}}  {role}" for user, password, role in devrun.DEMO_LOGINS
+        f"  {f'{user} / {password}':<{width}}  {role}"
+        for user, password, role in devrun.DEMO_LOGINS
     ]
     login = (
         f"curl -s -X POST {url}/api/v1/auth/login -H 'Content-Type: application/json' "
-        f'-d \'{{"username": "owner@bakery-madrid.example", "password": "{devrun.DEMO_PASSWORD}"}}\''
+        f'-d \'{{"username": "owner@bakery-madrid.example", "password": "{DEMO_PASSWORD}"}}\''
     )
     extract = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access\"])'"
     pids = " ".join(f"{child.name}={child.pid}" for child in children)
     return "\n".join(
         [
             "",
-            f"{READY_MARKER}: {config.instances} gateway instances behind {url} ({front})"
+            f"{READY_MARKER}: {config.instances} gateway instances behind {url}"
+            f" ({front.description})"
             "  (Ctrl-C stops everything)",
             f"  Front            {url}",
             f"  Instances        {instances}",
             f"  Admin            {url}/admin/",
             f"  Management API   {url}/api/manage/",
             f"  API docs         {url}/api/docs/",
-            f"  Which instance   {url}/api/v1/status  (\"instance\": host:pid)",
+            f'  Which instance   {url}/api/v1/status  ("instance": host:pid)',
             f"  PostgreSQL       {redact(config.database_url)}",
             f"  Redis            {redact(config.redis_url)}  (cache, limits, pub/sub, broker)",
             f"  Var dir          {config.var_dir}  (shared SECRET_KEY and JWT key pair)",
@@ -344,10 +358,10 @@ def _say(message: str, error: bool = False) -> None:
     print(f"cluster: {message}", file=sys.stderr if error else sys.stdout, flush=True)
 
 
-def prepare(config: ClusterConfig) -> tuple[dict[str, str], str, list[str]]:
+def prepare(config: ClusterConfig) -> tuple[dict[str, str], Front]:
     """Check the stores and ports, create the database; the environment and the front."""
     if busy := busy_ports(config):
-        raise StoreUnavailable(
+        raise CannotStart(
             f"already in use: {', '.join(busy)}. Stop what holds them, or set "
             "CLUSTER_BASE_PORT / CLUSTER_FRONT_PORT / DEMO_UPSTREAM_BASE_PORT."
         )
@@ -356,20 +370,19 @@ def prepare(config: ClusterConfig) -> tuple[dict[str, str], str, list[str]]:
         _say(f"created database {redact(config.database_url)}")
     config.var_dir.mkdir(parents=True, exist_ok=True)
     env = cluster_environment(config, shared_secret_key(config.var_dir))
-    description, front = front_command(config)
-    if description.startswith("nginx") and (problem := nginx_config_error(front)):
-        raise StoreUnavailable(f"nginx rejects the generated config: {problem}")
-    return env, description, front
+    front = choose_front(config)
+    if front.is_nginx and (problem := nginx_config_error(front.command)):
+        raise CannotStart(f"nginx rejects the generated config: {problem}")
+    return env, front
 
 
 def run_services(
-    config: ClusterConfig, env: dict[str, str], front: tuple[str, list[str]], stop: threading.Event
+    config: ClusterConfig, env: dict[str, str], front: Front, stop: threading.Event
 ) -> int:
     """Start every long-running child, announce them once ready, and stop them all at the end."""
-    description, front_cmd = front
     children: list[devrun.Child] = []
     try:
-        for name, command in service_commands(config, front_cmd):
+        for name, command in service_commands(config, front.command):
             children.append(devrun.Child(name, command, env, config.var_dir))
         urls = readiness_urls(config)
         if reason := devrun.wait_until_ready(children, urls, stop, devrun.READY_TIMEOUT_SECONDS):
@@ -377,7 +390,7 @@ def run_services(
                 return 0
             _say(f"not ready: {reason}; stopping.", error=True)
             return 1
-        print(banner(config, description, children), flush=True)
+        print(banner(config, front, children), flush=True)
         return devrun.supervise(children, stop)
     finally:
         devrun.stop_children(children)
@@ -387,15 +400,14 @@ def run_services(
 def run(config: ClusterConfig, stop: threading.Event) -> int:
     """The whole `make cluster`; 0 after a requested stop, 1 after any failure."""
     try:
-        env, description, front = prepare(config)
-    except StoreUnavailable as exc:
-        _say(f"{exc}", error=True)
-        _say("needs PostgreSQL (DATABASE_URL) and Redis (REDIS_URL); see docs/scale-out.md.", True)
+        env, front = prepare(config)
+    except CannotStart as exc:
+        _say(f"cannot start: {exc}. See docs/scale-out.md.", error=True)
         return 1
     # Children run in the var dir, as in devrun, so files they drop in their cwd stay there.
     if not devrun.run_setup(env, config.var_dir, stop):
         return 0 if stop.is_set() else 1
-    return run_services(config, env, (description, front), stop)
+    return run_services(config, env, front, stop)
 
 
 def _install_signal_handlers() -> threading.Event:
@@ -494,8 +506,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["front"]:
         return front_main(argv[1:])
-    stop = _install_signal_handlers()
-    return run(ClusterConfig.from_env(), stop)
+    try:
+        config = ClusterConfig.from_env()
+    except ValueError as exc:
+        _say(f"cannot start: {exc}", error=True)
+        return 1
+    return run(config, _install_signal_handlers())
 
 
 if __name__ == "__main__":

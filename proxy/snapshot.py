@@ -7,23 +7,35 @@ query the database (SPEC section 3).
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import time
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from urllib.parse import urlsplit
 
 from registry.constants import READ_METHODS
 from proxy.breaker import BreakerSettings
 
+_VERSIONED_PREFIX = re.compile(r"^/api/v([0-9]+)(/.+)$")
+
+
+def http_date(epoch: float) -> str:
+    return formatdate(epoch, usegmt=True)
+
+
 __all__ = [
     "ApiKeyEntry",
+    "HeaderTransforms",
+    "IdentityProviderEntry",
+    "VersionEntry",
     "RatePolicyEntry",
     "ServiceEntry",
     "Snapshot",
     "TargetEntry",
     "TenantEntry",
     "compile_snapshot",
-    "current",
-    "install",
+    "http_date",
 ]
 
 
@@ -41,6 +53,48 @@ class TargetEntry:
     @property
     def label(self) -> str:
         return str(self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class VersionEntry:
+    """One API version's targets (split like the service's) and its deprecation headers."""
+
+    version: str
+    pool: tuple[TargetEntry, ...]
+    demo_pool: tuple[TargetEntry, ...]
+    healthy_pool: tuple[TargetEntry, ...]
+    healthy_demo_pool: tuple[TargetEntry, ...]
+    deprecation_headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderTransforms:
+    """Lowercased header edits for one direction: add, remove, rename."""
+
+    add: tuple[tuple[str, str], ...] = ()
+    remove: frozenset[str] = frozenset()
+    rename: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.add or self.remove or self.rename)
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityProviderEntry:
+    id: int
+    issuer: str
+    jwks_url: str
+    introspection_url: str
+    client_id: str
+    client_secret: str
+    audience: str
+    algorithms: tuple[str, ...]
+    tenant_claim: str
+    default_tenant: str | None
+    roles_claim: str
+    scopes_claim: str
+    role_mapping: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +128,14 @@ class ServiceEntry:
     demo_pool: tuple[TargetEntry, ...] = ()
     healthy_pool: tuple[TargetEntry, ...] = ()
     healthy_demo_pool: tuple[TargetEntry, ...] = ()
+    cache_ttl: int = 0
+    default_version: str = "1"
+    versions: dict[str, VersionEntry] = field(default_factory=dict)
+    ip_allow: tuple = ()
+    ip_deny: tuple = ()
+    request_transforms: HeaderTransforms | None = None
+    response_transforms: HeaderTransforms | None = None
+    openapi_path: str = ""
 
     def upstream_path_for(self, path: str) -> str:
         """The path sent upstream: the prefix replaced by the service's rewrite."""
@@ -99,6 +161,8 @@ class TenantEntry:
     is_demo: bool
     subscription_status: str
     grace_ends_at: float
+    ip_allow: tuple = ()
+    ip_deny: tuple = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,17 +198,28 @@ class Snapshot:
     tenants: dict[str, TenantEntry] = field(default_factory=dict)
     api_keys: dict[str, ApiKeyEntry] = field(default_factory=dict)
     rate_policies: tuple[RatePolicyEntry, ...] = ()
+    identity_providers: dict[str, IdentityProviderEntry] = field(default_factory=dict)
+    # "/api/v2/sales" -> ("/api/v1/sales", "2"): version prefixes of registered services.
+    version_prefixes: dict[str, tuple[str, str]] = field(default_factory=dict)
     built_at: float = 0.0
     loaded: bool = False
 
     def match(self, path: str) -> ServiceEntry | None:
         """Longest registered prefix wins; prefixes end at a segment boundary."""
+        route = self.route(path)
+        return route[0] if route is not None else None
+
+    def route(self, path: str) -> tuple[ServiceEntry, str, str | None] | None:
+        """(service, the prefix the path matched, version named by the path or None)."""
         services = self.services_by_prefix
+        versions = self.version_prefixes
         candidate = path
         while candidate:
             service = services.get(candidate)
             if service is not None:
-                return service
+                return service, candidate, None
+            if versions and (alias := versions.get(candidate)) is not None:
+                return services[alias[0]], candidate, alias[1]
             cut = candidate.rfind("/")
             if cut <= 0:
                 return None
@@ -174,11 +249,51 @@ def _target_entry(target) -> TargetEntry:
     )
 
 
-def _service_entry(service) -> ServiceEntry:
-    targets = tuple(_target_entry(t) for t in service.targets.all())
+def _networks(cidrs) -> tuple:
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def _transforms(spec: dict | None) -> HeaderTransforms | None:
+    if not spec:
+        return None
+    transforms = HeaderTransforms(
+        add=tuple((k.lower(), v) for k, v in (spec.get("add") or {}).items()),
+        remove=frozenset(n.lower() for n in spec.get("remove") or ()),
+        rename=tuple((k.lower(), v.lower()) for k, v in (spec.get("rename") or {}).items()),
+    )
+    return None if transforms.empty else transforms
+
+
+def _deprecation_headers(version) -> tuple[tuple[bytes, bytes], ...]:
+    """RFC 9745 Deprecation (a structured date) and RFC 8594 Sunset (an HTTP date)."""
+    headers = []
+    if version.deprecated:
+        since = version.deprecated_at or version.updated_at
+        headers.append((b"deprecation", f"@{int(since.timestamp())}".encode()))
+    if version.sunset_at is not None:
+        headers.append((b"sunset", http_date(version.sunset_at.timestamp()).encode()))
+    return tuple(headers)
+
+
+def _pools(targets) -> tuple[tuple, tuple, tuple, tuple]:
     serving = [t for t in targets if t.enabled and t.weight > 0]
     pool = tuple(t for t in serving if not t.demo_only)
     demo_pool = tuple(t for t in serving if t.demo_only)
+    return (pool, demo_pool, tuple(t for t in pool if t.healthy), tuple(t for t in demo_pool if t.healthy))
+
+
+def _service_entry(service) -> ServiceEntry:
+    all_targets = list(service.targets.all())
+    targets = tuple(_target_entry(t) for t in all_targets)
+    default = service.default_version
+    by_version: dict[str, list[TargetEntry]] = {}
+    for model, entry in zip(all_targets, targets, strict=True):
+        by_version.setdefault(model.version or default, []).append(entry)
+    pool, demo_pool, healthy_pool, healthy_demo_pool = _pools(by_version.get(default, []))
+    versions = {
+        v.version: VersionEntry(v.version, *_pools(by_version.get(v.version, [])), _deprecation_headers(v))
+        for v in service.versions.all()
+    }
     methods = frozenset(m.upper() for m in service.allowed_methods)
     return ServiceEntry(
         id=service.pk,
@@ -213,8 +328,16 @@ def _service_entry(service) -> ServiceEntry:
         has_demo_targets=bool(demo_pool),
         pool=pool,
         demo_pool=demo_pool,
-        healthy_pool=tuple(t for t in pool if t.healthy),
-        healthy_demo_pool=tuple(t for t in demo_pool if t.healthy),
+        healthy_pool=healthy_pool,
+        healthy_demo_pool=healthy_demo_pool,
+        cache_ttl=service.cache_ttl,
+        default_version=default,
+        versions=versions,
+        ip_allow=_networks(service.ip_allow),
+        ip_deny=_networks(service.ip_deny),
+        request_transforms=_transforms((service.header_transforms or {}).get("request")),
+        response_transforms=_transforms((service.header_transforms or {}).get("response")),
+        openapi_path=service.openapi_path,
     )
 
 
@@ -232,6 +355,8 @@ def _tenant_entry(tenant) -> TenantEntry:
         is_demo=tenant.is_demo,
         subscription_status=status,
         grace_ends_at=grace_ends_at,
+        ip_allow=_networks(tenant.ip_allow),
+        ip_deny=_networks(tenant.ip_deny),
     )
 
 
@@ -241,17 +366,22 @@ def compile_snapshot() -> Snapshot:
 
     from registry.config_version import current_config_version
     from registry.models import ApiKey, RatePolicy, Service
-    from tenancy.models import Tenant
+    from tenancy.models import IdentityProvider, Tenant
 
     with transaction.atomic():  # one consistent view of every table
         version = current_config_version()
-        services = Service.objects.prefetch_related("targets")
+        services = [_service_entry(s) for s in Service.objects.prefetch_related("targets", "versions")]
         tenants = Tenant.objects.select_related("subscription")
         keys = ApiKey.objects.select_related("tenant")
         policies = RatePolicy.objects.filter(enabled=True)
         return Snapshot(
             version=version,
-            services_by_prefix={s.path_prefix.rstrip("/"): _service_entry(s) for s in services},
+            services_by_prefix={s.prefix: s for s in services},
+            version_prefixes=_version_prefixes(services),
+            identity_providers={
+                p.issuer: _identity_provider_entry(p)
+                for p in IdentityProvider.objects.filter(enabled=True).select_related("default_tenant")
+            },
             tenants={t.slug: _tenant_entry(t) for t in tenants},
             api_keys={
                 k.key_hash: ApiKeyEntry(
@@ -275,22 +405,28 @@ def compile_snapshot() -> Snapshot:
         )
 
 
-_current = Snapshot(version=-1)
-_listeners: list = []
+def _version_prefixes(services: list[ServiceEntry]) -> dict[str, tuple[str, str]]:
+    """/api/v1/sales with version 2 is also reachable as /api/v2/sales (unless registered)."""
+    taken = {s.prefix for s in services}
+    aliases = {}
+    for service in services:
+        match = _VERSIONED_PREFIX.match(service.prefix)
+        if not match:
+            continue
+        for version in service.versions:
+            alias = f"/api/v{version}{match.group(2)}"
+            if alias not in taken and alias != service.prefix:
+                aliases[alias] = (service.prefix, version)
+    return aliases
 
 
-def current() -> Snapshot:
-    return _current
-
-
-def install(snapshot: Snapshot) -> None:
-    """Swap in a new snapshot (a single reference assignment: atomic for readers)."""
-    global _current
-    _current = snapshot
-    for listener in _listeners:
-        listener(snapshot)
-
-
-def on_install(listener) -> None:
-    """Call `listener(snapshot)` after every swap (breaker resets, metrics)."""
-    _listeners.append(listener)
+def _identity_provider_entry(provider) -> IdentityProviderEntry:
+    return IdentityProviderEntry(
+        id=provider.pk, issuer=provider.issuer, jwks_url=provider.jwks_url,
+        introspection_url=provider.introspection_url, client_id=provider.client_id,
+        client_secret=provider.client_secret, audience=provider.audience,
+        algorithms=tuple(provider.algorithms or ("RS256",)), tenant_claim=provider.tenant_claim,
+        default_tenant=provider.default_tenant.slug if provider.default_tenant_id else None,
+        roles_claim=provider.roles_claim, scopes_claim=provider.scopes_claim,
+        role_mapping=dict(provider.role_mapping or {}),
+    )

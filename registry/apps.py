@@ -6,7 +6,7 @@ class RegistryConfig(AppConfig):
     verbose_name = "Registry"
 
     def ready(self) -> None:
-        from registry.models import ApiKey, RatePolicy, Service, Target
+        from registry.models import ApiKey, RatePolicy, Service, ServiceVersion, Target
         from registry.signals import connect_config_signals
 
-        connect_config_signals(Service, Target, RatePolicy, ApiKey)
+        connect_config_signals(Service, ServiceVersion, Target, RatePolicy, ApiKey)

@@ -14,6 +14,8 @@ from registry.constants import ALL_METHODS, RESERVED_PREFIXES
 
 __all__ = [
     "normalize_prefix",
+    "validate_cidr_list",
+    "validate_header_transforms",
     "validate_method_list",
     "validate_path_list",
     "validate_path_prefix",
@@ -112,3 +114,40 @@ def validate_path_list(value) -> None:
     for path in value:
         if not _PATH_RE.match(path) or "/../" in path + "/" or "//" in path:
             raise ValidationError(f"{path!r} is not a clean path starting with '/'.", code="invalid_path")
+
+
+def validate_cidr_list(value) -> None:
+    """A list of networks such as ["10.0.0.0/8", "2001:db8::/32", "203.0.113.7"]."""
+    validate_string_list(value)
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError as exc:
+            raise ValidationError(f"{item!r} is not an IP network: {exc}.", code="invalid_cidr") from exc
+
+
+_HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
+_TRANSFORM_KEYS = {"add", "remove", "rename"}
+
+
+def _check_header_name(name) -> None:
+    if not isinstance(name, str) or not _HEADER_NAME_RE.match(name):
+        raise ValidationError(f"{name!r} is not a valid header name.", code="invalid_header")
+
+
+def validate_header_transforms(value) -> None:
+    """{"request"|"response": {"add": {name: value}, "remove": [name], "rename": {old: new}}}."""
+    if not isinstance(value, dict) or set(value) - {"request", "response"}:
+        raise ValidationError('Use {"request": {...}, "response": {...}}.', code="invalid_transforms")
+    for side, transforms in value.items():
+        if not isinstance(transforms, dict) or set(transforms) - _TRANSFORM_KEYS:
+            raise ValidationError(f"{side}: use the keys add, remove and rename.", code="invalid_transforms")
+        for name, header_value in (transforms.get("add") or {}).items():
+            _check_header_name(name)
+            if not isinstance(header_value, str) or any(c in header_value for c in "\r\n\x00"):
+                raise ValidationError(f"{side}.add.{name}: a header value on one line.", code="invalid_header")
+        for name in transforms.get("remove") or []:
+            _check_header_name(name)
+        for old, new in (transforms.get("rename") or {}).items():
+            _check_header_name(old)
+            _check_header_name(new)

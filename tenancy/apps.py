@@ -7,6 +7,6 @@ class TenancyConfig(AppConfig):
 
     def ready(self) -> None:
         from registry.signals import connect_config_signals
-        from tenancy.models import Subscription, Tenant
+        from tenancy.models import IdentityProvider, Subscription, Tenant
 
-        connect_config_signals(Tenant, Subscription)
+        connect_config_signals(Tenant, Subscription, IdentityProvider)

@@ -5,9 +5,10 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from registry.validators import validate_cidr_list, validate_string_list
 from tenancy.choices import Plan, Role, SubscriptionStatus
 
-__all__ = ["DemoSession", "Subscription", "Tenant", "User"]
+__all__ = ["AuditEvent", "DemoSession", "IdentityProvider", "Subscription", "Tenant", "User"]
 
 DEFAULT_GRACE_DAYS = 7
 
@@ -21,6 +22,14 @@ class Tenant(models.Model):
     read_only = models.BooleanField(default=False)
     read_only_reason = models.CharField(max_length=300, blank=True)
     is_demo = models.BooleanField(default=False)
+    mfa_required = models.BooleanField(
+        default=False, help_text="Users of this tenant must give a one-time code to log in."
+    )
+    ip_allow = models.JSONField(
+        default=list, blank=True, validators=[validate_cidr_list],
+        help_text="Client networks this tenant's credentials may be used from; empty: anywhere.",
+    )
+    ip_deny = models.JSONField(default=list, blank=True, validators=[validate_cidr_list])
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -92,3 +101,62 @@ class DemoSession(models.Model):
     @property
     def is_active(self) -> bool:
         return self.expires_at > timezone.now()
+
+
+class IdentityProvider(models.Model):
+    """An external OAuth 2.0 / OIDC issuer whose tokens the data plane accepts (SPEC section 15).
+
+    Tokens are verified against the issuer's JWKS (cached, refreshed on an unknown kid) or,
+    for opaque tokens, an RFC 7662 introspection endpoint; claims map to tenant, roles, scopes.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    issuer = models.CharField(max_length=300, unique=True, help_text="The `iss` claim, exactly.")
+    jwks_url = models.URLField(max_length=500, blank=True)
+    introspection_url = models.URLField(max_length=500, blank=True)
+    client_id = models.CharField(max_length=200, blank=True, help_text="For introspection (Basic auth).")
+    client_secret = models.CharField(max_length=300, blank=True)
+    audience = models.CharField(max_length=300, blank=True, help_text="Required `aud`; empty: not checked.")
+    algorithms = models.JSONField(default=list, blank=True, validators=[validate_string_list],
+                                  help_text='Accepted JWS algorithms, default ["RS256"].')
+    tenant_claim = models.CharField(max_length=100, default="tenant")
+    default_tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Tenant for tokens without the tenant claim.",
+    )
+    roles_claim = models.CharField(max_length=100, default="roles")
+    scopes_claim = models.CharField(max_length=100, default="scope")
+    role_mapping = models.JSONField(default=dict, blank=True,
+                                    help_text='External role -> gateway role, e.g. {"bakery-admin": "admin"}.')
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.issuer})"
+
+
+class AuditEvent(models.Model):
+    """Who changed what, when, from where, with before/after values (GDPR access requests)."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor_repr = models.CharField(max_length=200, blank=True)
+    source = models.CharField(max_length=20, help_text="admin, api or system")
+    action = models.CharField(max_length=20, help_text="create, update or delete")
+    model = models.CharField(max_length=100)
+    object_id = models.CharField(max_length=64)
+    object_repr = models.CharField(max_length=300)
+    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events")
+    tenant_slug = models.CharField(max_length=50, blank=True, db_index=True)
+    changes = models.JSONField(default=dict, help_text="field -> [before, after]")
+    request_id = models.CharField(max_length=128, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.actor_repr or 'system'} {self.action} {self.model} {self.object_repr}"

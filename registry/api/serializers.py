@@ -87,7 +87,7 @@ class ServiceTargetSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Target
-        fields = ("id", "url", "weight", "enabled", "demo_only", *_TARGET_READ_ONLY)
+        fields = ("id", "url", "weight", "enabled", "demo_only", "version", *_TARGET_READ_ONLY)
         read_only_fields = _TARGET_READ_ONLY
 
 
@@ -109,7 +109,8 @@ class ServiceSerializer(FullCleanModelSerializer):
             "public_paths", "read_roles", "read_scopes", "write_roles", "write_scopes",
             "breaker_failure_threshold", "breaker_failure_window", "breaker_minimum_throughput",
             "breaker_recovery_timeout", "breaker_success_threshold", "health_path",
-            "health_interval", "websocket_enabled", "max_body_bytes", "enabled", "targets",
+            "health_interval", "websocket_enabled", "max_body_bytes", "enabled", "cache_ttl",
+            "default_version", "ip_allow", "ip_deny", "header_transforms", "openapi_path", "targets",
             "created_at", "updated_at",
         )  # fmt: skip
         read_only_fields = ("created_at", "updated_at")
@@ -196,7 +197,7 @@ class TargetSerializer(FullCleanModelSerializer):
 
     class Meta:
         model = Target
-        fields = ("id", "service", "url", "weight", "enabled", "demo_only", *_TARGET_READ_ONLY)
+        fields = ("id", "service", "url", "weight", "enabled", "demo_only", "version", *_TARGET_READ_ONLY)
         read_only_fields = _TARGET_READ_ONLY
 
 

@@ -1,5 +1,5 @@
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
 from registry.choices import LoadBalancing
@@ -11,6 +11,8 @@ from registry.constants import (
 )
 from registry.validators import (
     normalize_prefix,
+    validate_cidr_list,
+    validate_header_transforms,
     validate_method_list,
     validate_path_list,
     validate_path_prefix,
@@ -18,7 +20,7 @@ from registry.validators import (
     validate_upstream_url,
 )
 
-__all__ = ["Service", "Target", "TargetHealthCheck"]
+__all__ = ["Service", "ServiceVersion", "Target", "TargetHealthCheck"]
 
 
 def _all_methods() -> list[str]:
@@ -89,6 +91,30 @@ class Service(models.Model):
         default=DEFAULT_MAX_BODY_BYTES, validators=[MaxValueValidator(1024**3)]
     )
     enabled = models.BooleanField(default=True)
+    cache_ttl = models.PositiveIntegerField(
+        default=0, validators=[MaxValueValidator(86400)],
+        help_text="Seconds to cache GET/HEAD responses per tenant; 0 turns caching off.",
+    )
+    default_version = models.CharField(
+        max_length=20, default="1", help_text="Version served when a request names none."
+    )
+    ip_allow = models.JSONField(
+        default=list, blank=True, validators=[validate_cidr_list],
+        help_text="Client networks allowed to call the service; empty: everyone.",
+    )
+    ip_deny = models.JSONField(
+        default=list, blank=True, validators=[validate_cidr_list],
+        help_text="Client networks refused (checked before the allowlist).",
+    )
+    header_transforms = models.JSONField(
+        default=dict, blank=True, validators=[validate_header_transforms],
+        help_text='{"request": {"add": {}, "remove": [], "rename": {}}, "response": {...}}; '
+        "the gateway's own headers cannot be changed.",
+    )
+    openapi_path = models.CharField(
+        max_length=200, blank=True,
+        help_text="Path of the service's OpenAPI document (e.g. /openapi.json) for /api/v1/docs.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -125,6 +151,9 @@ class Target(models.Model):
     breaker_reset_at = models.DateTimeField(
         null=True, blank=True, help_text="Set by a staff reset; every instance closes its breaker."
     )
+    version = models.CharField(
+        max_length=20, blank=True, help_text="API version this target serves; empty: the default."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -139,6 +168,27 @@ class Target(models.Model):
 
     def clean(self) -> None:
         self.url = (self.url or "").rstrip("/")
+
+
+class ServiceVersion(models.Model):
+    """An API version of a service, reachable as /api/v<N>/<name> or with Accept-Version: <N>."""
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="versions")
+    version = models.CharField(max_length=20, validators=[RegexValidator(r"^[0-9]{1,4}$", "A number, e.g. 2.")])
+    deprecated = models.BooleanField(default=False, help_text="Responses carry a Deprecation header.")
+    deprecated_at = models.DateTimeField(null=True, blank=True)
+    sunset_at = models.DateTimeField(null=True, blank=True, help_text="Announced in the Sunset header.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["service", "version"]
+        constraints = [
+            models.UniqueConstraint(fields=["service", "version"], name="unique_version_per_service")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service.slug} v{self.version}"
 
 
 class TargetHealthCheck(models.Model):

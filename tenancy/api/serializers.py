@@ -36,7 +36,7 @@ class TenantSerializer(FullCleanModelSerializer):
         model = Tenant
         fields = (
             "id", "name", "slug", "plan", "read_only", "read_only_reason", "is_demo",
-            "subscription", "created_at", "updated_at",
+            "mfa_required", "ip_allow", "ip_deny", "subscription", "created_at", "updated_at",
         )  # fmt: skip
         read_only_fields = ("created_at", "updated_at")
 
