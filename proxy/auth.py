@@ -144,7 +144,9 @@ def identity_from_api_key(snapshot, secret: bytes) -> Identity | None:
 def authenticate(exchange: Exchange) -> None:
     """Attach the caller's identity; refuse with one uniform 401 when it cannot be established."""
     service = exchange.service
-    if not service.auth_required or (service.public_paths and service.is_public(exchange.path)):
+    if not service.auth_required or (
+        service.public_paths and service.is_public(exchange.path, exchange.prefix)
+    ):
         return
     runtime = exchange.runtime
     authorization = exchange.header_index.get(b"authorization")

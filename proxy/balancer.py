@@ -23,10 +23,11 @@ class Balancer:
         self._tie_breaker = 0
 
     def choose(
-        self, service: ServiceEntry, demo: bool = False, exclude: frozenset[int] = frozenset()
+        self, service: ServiceEntry, demo: bool = False, exclude: frozenset[int] = frozenset(),
+        version=None,
     ) -> tuple[TargetEntry, CircuitBreaker]:
         """Pick a target and claim its breaker slot, or refuse with 503."""
-        candidates = self._candidates(service, demo)
+        candidates = self._candidates(service, demo, version or service)
         if exclude and len(candidates) > 1:
             candidates = [t for t in candidates if t.id not in exclude] or candidates
         available = []
@@ -45,14 +46,15 @@ class Balancer:
         breaker.acquire()
         return target, breaker
 
-    def _candidates(self, service: ServiceEntry, demo: bool):
+    def _candidates(self, service: ServiceEntry, demo: bool, group):
+        """`group`: the service itself (default version) or a VersionEntry; both hold pools."""
         if not service.enabled:
             raise Rejection("SERVICE_UNAVAILABLE", f"The {service.slug} service is disabled.")
-        use_demo = demo and service.has_demo_targets
-        pool = service.demo_pool if use_demo else service.pool
+        use_demo = demo and bool(group.demo_pool)
+        pool = group.demo_pool if use_demo else group.pool
         if not pool:
             raise Rejection("SERVICE_UNAVAILABLE", f"The {service.slug} service has no enabled target.")
-        healthy = service.healthy_demo_pool if use_demo else service.healthy_pool
+        healthy = group.healthy_demo_pool if use_demo else group.healthy_pool
         if healthy:
             return healthy
         # Panic mode (SPEC section 8): every target failed its health check; try them anyway.

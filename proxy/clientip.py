@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 
-__all__ = ["ClientAddressResolver"]
+__all__ = ["ClientAddressResolver", "refuse_unlisted_network"]
 
 _CACHE_LIMIT = 4096
 
@@ -51,3 +51,19 @@ class ClientAddressResolver:
             if not self.is_trusted(hop):
                 break
         return client, True
+
+
+def refuse_unlisted_network(exchange, allow: tuple, deny: tuple) -> None:
+    """403 FORBIDDEN when the client IP is denied, or not allowed by a non-empty allowlist."""
+    from proxy.exchange import Rejection
+
+    address = exchange.client_address
+    if address is None:
+        try:
+            address = ipaddress.ip_address(exchange.client_ip)
+        except ValueError:
+            raise Rejection("FORBIDDEN", "The client address could not be determined.") from None
+        address = getattr(address, "ipv4_mapped", None) or address
+        exchange.client_address = address
+    if any(address in network for network in deny) or (allow and not any(address in n for n in allow)):
+        raise Rejection("FORBIDDEN", "Requests from your network are not allowed here.")

@@ -26,7 +26,8 @@ class Exchange:
         "header_index", "duplicate_headers", "started", "request_id", "traceparent", "path",
         "service", "identity", "tenant", "client_ip", "peer_trusted", "response_headers",
         "status", "bytes_in", "bytes_out", "upstream_time", "target", "origin",
-        "rate_limit_keys", "cache_key", "response_started", "body_overflow",
+        "rate_limit_keys", "cache_key", "response_started", "body_overflow", "prefix", "version",
+        "client_address",
     )
 
     def __init__(self, runtime, scope, receive, send) -> None:
@@ -69,6 +70,9 @@ class Exchange:
         self.cache_key = None
         self.response_started = False
         self.body_overflow = False
+        self.prefix = ""
+        self.version = None
+        self.client_address = None
 
     def header(self, name: bytes) -> bytes | None:
         return self.header_index.get(name)

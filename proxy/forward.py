@@ -49,6 +49,37 @@ class BodyTooLarge(Exception):
     """The request body grew past the service's limit while streaming."""
 
 
+_PROTECTED_REQUEST = frozenset(name.decode() for name in _STRIP_REQUEST)
+_PROTECTED_RESPONSE = frozenset(name.decode() for name in _STRIP_RESPONSE) | {
+    "x-request-id", "x-process-time", "x-cache", "retry-after",
+}
+_PROTECTED_RESPONSE_PREFIXES = ("ratelimit", "x-ratelimit-", "access-control-")
+
+
+def _protected_response(name: str) -> bool:
+    return name in _PROTECTED_RESPONSE or name.startswith(_PROTECTED_RESPONSE_PREFIXES)
+
+
+def apply_transforms(headers: list[tuple[str, str]], transforms, protected) -> list[tuple[str, str]]:
+    """A service's remove / rename / add, never touching a header the gateway owns."""
+    if transforms is None:
+        return headers
+    renames = dict(transforms.rename)
+    result = []
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in transforms.remove and not protected(lowered):
+            continue
+        target = renames.get(lowered)
+        if target is not None and not protected(lowered) and not protected(target):
+            name = target
+        result.append((name, value))
+    for name, value in transforms.add:
+        if not protected(name):
+            result = [h for h in result if h[0].lower() != name] + [(name, value)]
+    return result
+
+
 def _clean(value: str) -> str:
     """Identity values come from verified claims, but a header must never carry CR/LF/NUL."""
     return "".join(ch for ch in value if ch >= " " and ch != "\x7f")
@@ -65,6 +96,7 @@ def upstream_headers(exchange: Exchange, target) -> list[tuple[str, str]]:
         for name, value in exchange.headers
         if name not in strip
     ]
+    headers = apply_transforms(headers, exchange.service.request_transforms, _PROTECTED_REQUEST.__contains__)
     index = exchange.header_index
     peer = exchange.scope["client"][0] if exchange.scope.get("client") else ""
     forwarded_for = index.get(b"x-forwarded-for") if exchange.peer_trusted else None
@@ -161,7 +193,7 @@ async def forward(exchange: Exchange) -> None:
     replayable = body is None or isinstance(body, bytes)
     attempts = 1 + service.retries if exchange.method in IDEMPOTENT and replayable else 1
     deadline = exchange.started + service.connect_timeout + service.read_timeout
-    path = service.upstream_path_for(exchange.path)
+    path = service.upstream_path_for(exchange.path, exchange.prefix)
     if exchange.query:
         path = f"{path}?{exchange.query.decode('latin-1')}"
     target, breaker = exchange.target
@@ -169,7 +201,7 @@ async def forward(exchange: Exchange) -> None:
     demo = bool(exchange.identity and exchange.identity.demo_session)
     for attempt in range(attempts):
         if attempt:
-            target, breaker = runtime.balancer.choose(service, demo, frozenset(tried))
+            target, breaker = runtime.balancer.choose(service, demo, frozenset(tried), exchange.version)
             exchange.target = (target, breaker)
         tried.add(target.id)
         last = attempt + 1 >= attempts
@@ -242,11 +274,21 @@ def _failure(exchange: Exchange, exc: UpstreamError, last: bool) -> Rejection:
     return rejection
 
 
-async def relay(exchange: Exchange, response) -> None:
-    """Send the upstream's status, headers and body to the client, body streamed as it comes."""
+def _response_headers(exchange: Exchange, response) -> list[tuple[bytes, bytes]]:
     headers = [
         (name.lower(), value) for name, value in response.headers if name.lower() not in _STRIP_RESPONSE
     ]
+    transforms = exchange.service.response_transforms
+    if transforms is None:
+        return headers
+    as_text = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers]
+    changed = apply_transforms(as_text, transforms, _protected_response)
+    return [(n.encode("latin-1"), v.encode("latin-1")) for n, v in changed]
+
+
+async def relay(exchange: Exchange, response) -> None:
+    """Send the upstream's status, headers and body to the client, body streamed as it comes."""
+    headers = _response_headers(exchange, response)
     length = next((v for n, v in response.headers if n.lower() == b"content-length"), None)
     no_body = exchange.method == "HEAD" or response.status in _NO_BODY_STATUSES
     if length is not None and (no_body or int(length) <= SMALL_RESPONSE_LIMIT):
@@ -257,10 +299,13 @@ async def relay(exchange: Exchange, response) -> None:
             raise Rejection("BAD_GATEWAY", "The upstream broke off its response.") from exc
         finally:
             response.close()
+        stored = list(headers)
         headers.append((b"content-length", str(len(payload)).encode() if not no_body else length))
         await exchange.runtime.respond.start(exchange, response.status, headers)
         await exchange.send({"type": "http.response.body", "body": payload, "more_body": False})
         exchange.bytes_out = len(payload)
+        if exchange.cache_key is not None:
+            await exchange.runtime.response_cache.store(exchange, response.status, stored, payload)
         return
     if length is not None:
         headers.append((b"content-length", length))

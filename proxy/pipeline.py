@@ -11,6 +11,8 @@ import logging
 from urllib.parse import unquote
 
 from proxy.auth import authenticate, authorize
+from proxy.cache import serve_from_cache
+from proxy.clientip import refuse_unlisted_network
 from proxy.exchange import Answered, Exchange, Rejection
 from proxy.forward import ClientGone, forward
 from proxy.hygiene import check_headers, normalize_path
@@ -48,20 +50,45 @@ def check_hygiene(exchange: Exchange) -> None:
 
 
 def _refuse_prefix_escape(exchange: Exchange) -> None:
-    service = exchange.runtime.snapshot.match(exchange.path)
+    route = exchange.runtime.snapshot.route(exchange.path)
     as_sent = unquote(exchange.raw_path.decode("latin-1"))
-    if service is None or not (as_sent + "/").startswith(service.prefix + "/"):
+    if route is None or not (as_sent + "/").startswith(route[1] + "/"):
         raise Rejection("INVALID_REQUEST", "Dot segments in the path leave the service's prefix.")
 
 
 def match_route(exchange: Exchange) -> None:
-    """4. Longest registered prefix; 404 for anything else, 405 with Allow for other methods."""
-    service = exchange.runtime.snapshot.match(exchange.path)
-    if service is None:
+    """4. Longest registered prefix (or /api/v<N>/ alias); 404 otherwise; 405 with Allow."""
+    route = exchange.runtime.snapshot.route(exchange.path)
+    if route is None:
         raise Rejection("NOT_FOUND", f"No service is registered for {exchange.path}.")
+    service, exchange.prefix, path_version = route
     exchange.service = service
     if exchange.method not in service.allowed_methods:
         raise Rejection("METHOD_NOT_ALLOWED", f"{exchange.method} is not allowed on {service.slug}.")
+    select_version(exchange, path_version)
+
+
+def select_version(exchange: Exchange, path_version: str | None) -> None:
+    """The path's version, else Accept-Version / X-API-Version, else the service's default."""
+    service = exchange.service
+    index = exchange.header_index
+    requested = path_version or (index.get(b"accept-version") or index.get(b"x-api-version") or b"").decode(
+        "latin-1"
+    ).strip().lstrip("vV")
+    if not requested or requested == service.default_version:
+        return
+    version = service.versions.get(requested)
+    if version is None:
+        raise Rejection("NOT_FOUND", f"The {service.slug} service offers no version {requested[:20]}.")
+    exchange.version = version
+    exchange.response_headers += version.deprecation_headers
+
+
+def check_client_network(exchange: Exchange) -> None:
+    """4b. The service's IP allow/deny lists, on the client IP resolved through TRUSTED_PROXIES."""
+    service = exchange.service
+    if service.ip_allow or service.ip_deny:
+        refuse_unlisted_network(exchange, service.ip_allow, service.ip_deny)
 
 
 def enforce_rate_limits(exchange: Exchange):
@@ -74,7 +101,7 @@ def choose_target(exchange: Exchange) -> None:
     """9. A healthy target whose breaker admits traffic (503 CIRCUIT_OPEN / SERVICE_UNAVAILABLE)."""
     identity = exchange.identity
     demo = bool(identity is not None and identity.demo_session)
-    exchange.target = exchange.runtime.balancer.choose(exchange.service, demo)
+    exchange.target = exchange.runtime.balancer.choose(exchange.service, demo, version=exchange.version)
 
 
 PIPELINE = (
@@ -82,10 +109,12 @@ PIPELINE = (
     apply_cors,
     check_hygiene,
     match_route,
+    check_client_network,
     authenticate,
     enforce_rate_limits,
     authorize,
     check_tenant,
+    serve_from_cache,
     choose_target,
 )
 

@@ -16,6 +16,7 @@ from alerts.hub import AlertHub
 from proxy.auth import TokenVerifier
 from proxy.balancer import Balancer
 from proxy.breaker import BreakerRegistry, BreakerState
+from proxy.cache import ResponseCache
 from proxy.clientip import ClientAddressResolver
 from proxy.cors import CorsPolicy
 from proxy.metrics import metrics
@@ -98,6 +99,7 @@ class Runtime:
             )
             self.redis_pipe = RedisPipe(settings.REDIS_URL)
         self.limiter = RateLimiter(self)
+        self.response_cache = ResponseCache(self.redis_pipe, settings.CACHE_KEY_PREFIX)
         await self.watcher.start()
         self._background.append(asyncio.create_task(
             self.alert_hub.run_keepalive(settings.SSE_KEEPALIVE_SECONDS), name="sse-keepalive"

@@ -129,6 +129,7 @@ class ServiceEntry:
     healthy_pool: tuple[TargetEntry, ...] = ()
     healthy_demo_pool: tuple[TargetEntry, ...] = ()
     cache_ttl: int = 0
+    cache_generation: int = 0
     default_version: str = "1"
     versions: dict[str, VersionEntry] = field(default_factory=dict)
     ip_allow: tuple = ()
@@ -137,13 +138,13 @@ class ServiceEntry:
     response_transforms: HeaderTransforms | None = None
     openapi_path: str = ""
 
-    def upstream_path_for(self, path: str) -> str:
-        """The path sent upstream: the prefix replaced by the service's rewrite."""
-        rest = path[len(self.prefix):]
+    def upstream_path_for(self, path: str, prefix: str | None = None) -> str:
+        """The path sent upstream: the matched prefix replaced by the service's rewrite."""
+        rest = path[len(prefix or self.prefix):]
         return (self.upstream_path + rest) or "/"
 
-    def is_public(self, path: str) -> bool:
-        rest = path[len(self.prefix):] or "/"
+    def is_public(self, path: str, prefix: str | None = None) -> bool:
+        rest = path[len(prefix or self.prefix):] or "/"
         return any(rest == p or rest.startswith(p.rstrip("/") + "/") for p in self.public_paths)
 
     def required(self, method: str) -> tuple[frozenset[str], frozenset[str]]:
@@ -331,6 +332,7 @@ def _service_entry(service) -> ServiceEntry:
         healthy_pool=healthy_pool,
         healthy_demo_pool=healthy_demo_pool,
         cache_ttl=service.cache_ttl,
+        cache_generation=service.cache_generation,
         default_version=default,
         versions=versions,
         ip_allow=_networks(service.ip_allow),

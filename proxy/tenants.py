@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from proxy.clientip import refuse_unlisted_network
 from proxy.exchange import Exchange, Rejection
 from registry.constants import READ_METHODS
 
@@ -20,6 +21,8 @@ def check_tenant(exchange: Exchange) -> None:
     if tenant is None:
         raise Rejection("FORBIDDEN", "The credentials belong to a tenant that no longer exists.")
     exchange.tenant = tenant
+    if tenant.ip_allow or tenant.ip_deny:
+        refuse_unlisted_network(exchange, tenant.ip_allow, tenant.ip_deny)
     if tenant.subscription_status == "canceled" or time.time() > tenant.grace_ends_at:
         raise Rejection("SUBSCRIPTION_INACTIVE", _INACTIVE)
     if tenant.read_only and exchange.method not in READ_METHODS:

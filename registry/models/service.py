@@ -95,6 +95,9 @@ class Service(models.Model):
         default=0, validators=[MaxValueValidator(86400)],
         help_text="Seconds to cache GET/HEAD responses per tenant; 0 turns caching off.",
     )
+    cache_generation = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Bumped by a purge: every instance stops using older entries."
+    )
     default_version = models.CharField(
         max_length=20, default="1", help_text="Version served when a request names none."
     )
@@ -123,6 +126,11 @@ class Service(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.path_prefix})"
+
+    def purge_cache(self) -> None:
+        """Invalidate every cached response of the service on every instance (via the snapshot)."""
+        self.cache_generation += 1
+        self.save(update_fields=["cache_generation", "updated_at"])
 
     def clean(self) -> None:
         self.path_prefix = normalize_prefix(self.path_prefix or "")
@@ -160,7 +168,9 @@ class Target(models.Model):
     class Meta:
         ordering = ["service__path_prefix", "pk"]
         constraints = [
-            models.UniqueConstraint(fields=["service", "url"], name="unique_target_url_per_service")
+            models.UniqueConstraint(
+                fields=["service", "url", "version"], name="unique_target_url_per_service_version"
+            )
         ]
 
     def __str__(self) -> str:
