@@ -11,6 +11,7 @@ from rest_framework.reverse import reverse
 _ROOT_ENTRIES = {
     "services": "registry-api:service-list",
     "targets": "registry-api:target-list",
+    "service-versions": "registry-api:serviceversion-list",
     "rate-policies": "registry-api:ratepolicy-list",
     "api-keys": "registry-api:apikey-list",
     "circuit-breakers": "registry-api:circuit-breaker-list",

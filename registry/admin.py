@@ -21,7 +21,15 @@ from django.utils.text import capfirst
 
 from registry.choices import Role, Scope
 from registry.constants import ALL_METHODS
-from registry.models import ApiKey, ConfigState, RatePolicy, Service, Target, TargetHealthCheck
+from registry.models import (
+    ApiKey,
+    ConfigState,
+    RatePolicy,
+    Service,
+    ServiceVersion,
+    Target,
+    TargetHealthCheck,
+)
 
 __all__ = ["ChoiceListField", "ListFieldsMixin", "ReadOnlyAdminMixin", "StringListField"]
 
@@ -50,6 +58,13 @@ class StringListField(forms.CharField):
         return [item.strip() for item in re.split(r"[,\n]", text) if item.strip()]
 
 
+class JSONObjectField(forms.JSONField):
+    """A JSON object field where an empty box means {} rather than an error."""
+
+    def to_python(self, value):
+        return super().to_python(value) if value not in (None, "") else {}
+
+
 class ChoiceListField(forms.TypedMultipleChoiceField):
     """A JSON list of values from a fixed set, edited as checkboxes."""
 
@@ -67,6 +82,11 @@ def _methods(**kwargs) -> forms.Field:
 
 def _roles(**kwargs) -> forms.Field:
     return ChoiceListField(choices=Role.choices, **kwargs)
+
+
+def _networks(**kwargs) -> forms.Field:
+    kwargs["help_text"] = kwargs.get("help_text") or "Comma-separated CIDRs, e.g. 10.0.0.0/8."
+    return StringListField(**kwargs)
 
 
 def _scopes(**kwargs) -> forms.Field:
@@ -143,6 +163,12 @@ def run_health_checks(
 # --- Services and targets ---------------------------------------------------------------
 
 
+class ServiceVersionInline(admin.TabularInline):
+    model = ServiceVersion
+    extra = 0
+    fields = ("version", "deprecated", "deprecated_at", "sunset_at")
+
+
 class TargetInline(admin.TabularInline):
     model = Target
     extra = 1
@@ -151,6 +177,7 @@ class TargetInline(admin.TabularInline):
         "weight",
         "enabled",
         "demo_only",
+        "version",
         "healthy",
         "last_checked_at",
         "breaker_reset_at",
@@ -174,8 +201,8 @@ class ServiceAdmin(ListFieldsMixin, admin.ModelAdmin):
     search_fields = ("name", "slug", "path_prefix", "description")
     prepopulated_fields = {"slug": ("name",)}
     readonly_fields = ("created_at", "updated_at")
-    inlines = (TargetInline,)
-    actions = ("reset_all_breakers", "run_health_check_now")
+    inlines = (TargetInline, ServiceVersionInline)
+    actions = ("reset_all_breakers", "run_health_check_now", "purge_response_cache")
     save_on_top = True
     list_fields = {
         "allowed_methods": _methods,
@@ -184,6 +211,9 @@ class ServiceAdmin(ListFieldsMixin, admin.ModelAdmin):
         "write_roles": _roles,
         "read_scopes": _scopes,
         "write_scopes": _scopes,
+        "ip_allow": _networks,
+        "ip_deny": _networks,
+        "header_transforms": JSONObjectField,
     }
     fieldsets = (
         (None, {"fields": ("name", "slug", "description", "enabled")}),
@@ -228,6 +258,11 @@ class ServiceAdmin(ListFieldsMixin, admin.ModelAdmin):
         ),
         ("Health checks", {"fields": ("health_path", "health_interval")}),
         ("Limits", {"fields": ("max_body_bytes",)}),
+        ("Response cache", {"fields": ("cache_ttl",)}),
+        ("Versions", {"fields": ("default_version",)}),
+        ("Networks", {"classes": ("collapse",), "fields": ("ip_allow", "ip_deny")}),
+        ("Header transforms", {"classes": ("collapse",), "fields": ("header_transforms",)}),
+        ("API docs", {"classes": ("collapse",), "fields": ("openapi_path",)}),
         ("Timestamps", {"classes": ("collapse",), "fields": ("created_at", "updated_at")}),
     )
 
@@ -257,6 +292,16 @@ class ServiceAdmin(ListFieldsMixin, admin.ModelAdmin):
     @admin.action(description="Run health check now", permissions=["change"])
     def run_health_check_now(self, request, queryset):
         run_health_checks(self, request, Target.objects.filter(service__in=queryset))
+
+    @admin.action(description="Purge the response cache", permissions=["change"])
+    def purge_response_cache(self, request, queryset):
+        for service in queryset:
+            service.purge_cache()
+            self.log_change(request, service, "Purged the response cache.")
+        self.message_user(
+            request,
+            f"Purged the response cache of {queryset.count()} service(s) on every instance.",
+        )
 
 
 class TargetHealthCheckInline(admin.TabularInline):

@@ -12,6 +12,9 @@ from drf_spectacular.validation import validate_schema
 MANAGEMENT_OPERATIONS = {
     "/api/manage/services/": {"get", "post"},
     "/api/manage/services/{id}/": {"get", "put", "patch", "delete"},
+    "/api/manage/services/{id}/purge-cache/": {"post"},
+    "/api/manage/service-versions/": {"get", "post"},
+    "/api/manage/service-versions/{id}/": {"get", "put", "patch", "delete"},
     "/api/manage/targets/": {"get", "post"},
     "/api/manage/targets/{id}/": {"get", "put", "patch", "delete"},
     "/api/manage/rate-policies/": {"get", "post"},

@@ -17,7 +17,7 @@ from rest_framework import serializers
 from rest_framework.settings import api_settings
 
 from proxy.breaker import BreakerState, breakers
-from registry.models import ApiKey, RatePolicy, Service, Target, TargetHealthCheck
+from registry.models import ApiKey, RatePolicy, Service, ServiceVersion, Target, TargetHealthCheck
 from tenancy.models import Tenant
 
 __all__ = [
@@ -192,12 +192,37 @@ def _sync_targets(service: Service, items: list[dict], existing: dict[int, Targe
         target.save()
 
 
+class ServiceVersionSerializer(FullCleanModelSerializer):
+    class Meta:
+        model = ServiceVersion
+        fields = (
+            "id",
+            "service",
+            "version",
+            "deprecated",
+            "deprecated_at",
+            "sunset_at",
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = ("created_at", "updated_at")
+
+
 class TargetSerializer(FullCleanModelSerializer):
     service = serializers.SlugRelatedField(slug_field="slug", queryset=Service.objects.all())
 
     class Meta:
         model = Target
-        fields = ("id", "service", "url", "weight", "enabled", "demo_only", "version", *_TARGET_READ_ONLY)
+        fields = (
+            "id",
+            "service",
+            "url",
+            "weight",
+            "enabled",
+            "demo_only",
+            "version",
+            *_TARGET_READ_ONLY,
+        )
         read_only_fields = _TARGET_READ_ONLY
 
 

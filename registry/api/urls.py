@@ -10,6 +10,7 @@ app_name = "registry-api"
 router = SimpleRouter()
 router.register("services", views.ServiceViewSet, basename="service")
 router.register("targets", views.TargetViewSet, basename="target")
+router.register("service-versions", views.ServiceVersionViewSet, basename="serviceversion")
 router.register("rate-policies", views.RatePolicyViewSet, basename="ratepolicy")
 router.register("api-keys", views.ApiKeyViewSet, basename="apikey")
 router.register("circuit-breakers", views.CircuitBreakerViewSet, basename="circuit-breaker")

@@ -36,11 +36,12 @@ from registry.api.serializers import (
     ProblemSerializer,
     RatePolicySerializer,
     ServiceSerializer,
+    ServiceVersionSerializer,
     TargetSerializer,
 )
 from registry.choices import RateScope, Role
 from registry.config_version import current_config_version
-from registry.models import ApiKey, RatePolicy, Service, Target, TargetHealthCheck
+from registry.models import ApiKey, RatePolicy, Service, ServiceVersion, Target, TargetHealthCheck
 
 __all__ = [
     "ApiKeyViewSet",
@@ -53,6 +54,7 @@ __all__ = [
     "QueryFilter",
     "QueryParamFilterBackend",
     "RatePolicyViewSet",
+    "ServiceVersionViewSet",
     "ServiceViewSet",
     "TargetViewSet",
     "record_change",
@@ -195,6 +197,26 @@ class ServiceViewSet(ManagementViewSet):
     }
     search_fields = ("name", "slug", "path_prefix", "description")
     ordering_fields = ("name", "slug", "path_prefix", "created_at", "updated_at")
+
+    @extend_schema(request=None, responses=ServiceSerializer)
+    @action(detail=True, methods=["post"], url_path="purge-cache", serializer_class=NoBody)
+    def purge_cache(self, request: Request, pk=None) -> Response:
+        """Drop the service's cached responses on every instance (a new cache generation)."""
+        service = self.get_object()
+        service.purge_cache()
+        record_change(request, service, CHANGE, "Purged the response cache through the API.")
+        return Response(ServiceSerializer(service, context=self.get_serializer_context()).data)
+
+
+@extend_schema(tags=["services"])
+class ServiceVersionViewSet(ManagementViewSet):
+    """API versions of services (/api/v<N>/<name> or Accept-Version), with deprecation dates."""
+
+    queryset = ServiceVersion.objects.select_related("service")
+    serializer_class = ServiceVersionSerializer
+    query_filters = {"service": _slug_filter("service__slug", "service")}
+    search_fields = ("service__slug", "version")
+    ordering_fields = ("version", "created_at")
 
 
 @extend_schema(tags=["targets"])

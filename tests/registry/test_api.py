@@ -22,7 +22,8 @@ from tenancy.tokens import tokens_for_user
 PROBLEM = "application/problem+json"
 MANAGE = "/api/manage"
 ROOT_ENTRIES = (
-    "services", "targets", "rate-policies", "api-keys", "circuit-breakers", "health", "config",
+    "services", "targets", "service-versions", "rate-policies", "api-keys", "circuit-breakers",
+    "health", "config",
     "tenants", "subscriptions", "notification-rules", "alerts",
 )  # fmt: skip
 METADATA_URL = "http://169.254.169.254/latest/meta-data"
