@@ -101,6 +101,8 @@ def service_form(**overrides) -> dict:
         "connect_timeout": "2",
         "read_timeout": "30",
         "retries": "2",
+        "cache_ttl": "0",
+        "default_version": "1",
         "auth_required": "on",
         "public_paths": "/public, /docs",
         "read_roles": ["viewer"],
