@@ -1,8 +1,9 @@
 """Feeds an instance's AlertHub from Redis pub/sub (`alerts:tenant:*`), so an alert published
 on any instance reaches subscribers on every instance.
 
-After the subscription drops and comes back, the hub catches up from the durable log for
-every tenant with listeners, so a Redis blip loses no event for connected clients.
+After the subscription drops and comes back, the hub catches up from the durable log (the
+database) for every tenant with listeners, so a Redis blip loses no event for connected
+clients.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import logging
 
 from alerts.hub import CHANNEL_PREFIX, AlertHub
-from alerts.log import RedisAlertLog
+from alerts.log import read_after
 
 __all__ = ["relay_redis_alerts"]
 
@@ -20,17 +21,16 @@ logger = logging.getLogger("gateway.alerts")
 _RECONNECT_MAX_SECONDS = 5.0
 
 
-async def _catch_up(hub: AlertHub, client) -> None:
-    log = RedisAlertLog()
+async def _catch_up(hub: AlertHub, run_in_db_thread) -> None:
     for tenant in hub.tenants():
         last = hub.last_event.get(tenant)
         if last is None:
             continue
-        for event_id, event in await log.read_after(client, tenant, last):
+        for event_id, event in await run_in_db_thread(read_after, tenant, last):
             hub.dispatch(tenant, event_id, event)
 
 
-async def relay_redis_alerts(hub: AlertHub, subscriber_client, client) -> None:
+async def relay_redis_alerts(hub: AlertHub, subscriber_client, run_in_db_thread) -> None:
     delay = 0.2
     reconnecting = False
     while True:
@@ -38,7 +38,7 @@ async def relay_redis_alerts(hub: AlertHub, subscriber_client, client) -> None:
         try:
             await pubsub.psubscribe(f"{CHANNEL_PREFIX}*")
             if reconnecting:
-                await _catch_up(hub, client)
+                await _catch_up(hub, run_in_db_thread)
                 logger.warning("alert fan-out resubscribed and caught up")
             delay, reconnecting = 0.2, False
             async for message in pubsub.listen():

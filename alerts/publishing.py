@@ -1,4 +1,5 @@
-"""Publishing an alert: durable log first, then fan-out to every instance, then routing rules.
+"""Publishing an alert: the durable log (the Alert row) first, then fan-out once the row is
+committed, then routing to the tenant's notification rules.
 
 `alerts:tenant:{tenant_id}` (Redis pub/sub) carries each event to every gateway instance;
 without Redis the in-process hub delivers it directly.
@@ -13,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 
 from alerts.hub import alert_channel, dispatch_in_process
-from alerts.log import RedisAlertLog
+from alerts.log import trim
 from alerts.models import Alert
 from registry.broadcast import sync_redis
 
@@ -35,21 +36,27 @@ def event_of(alert: Alert) -> dict:
 
 
 def publish_alert(alert: Alert) -> str:
-    """Append to the durable log, fan out, route to notification rules; returns the event id."""
+    """Give the saved alert its event id and fan it out after commit; returns the event id."""
+    event_id = str(alert.pk)
+    Alert.objects.filter(pk=alert.pk).update(event_id=event_id)
+    alert.event_id = event_id
     event = event_of(alert)
     tenant = alert.tenant.slug
-    if settings.REDIS_URL:
-        client = sync_redis()
-        event_id = RedisAlertLog().append(client, tenant, event)
-        Alert.objects.filter(pk=alert.pk).update(event_id=event_id)
-        client.publish(alert_channel(tenant), json.dumps({"id": event_id, "event": event}))
-    else:
-        event_id = str(alert.pk)
-        Alert.objects.filter(pk=alert.pk).update(event_id=event_id)
-        dispatch_in_process(tenant, event_id, event)
-    alert.event_id = event_id
+    # After commit: a client that replays from the database must already find the row.
+    transaction.on_commit(lambda: _fan_out(tenant, event_id, event), robust=True)
     transaction.on_commit(lambda: _route(alert.pk), robust=True)
+    trim(alert.tenant_id)
     return event_id
+
+
+def _fan_out(tenant: str, event_id: str, event: dict) -> None:
+    if settings.REDIS_URL:
+        try:
+            sync_redis().publish(alert_channel(tenant), json.dumps({"id": event_id, "event": event}))
+            return
+        except Exception as exc:  # clients still get it by replay when they reconnect
+            logger.error("could not fan out alert %s over redis: %s", event_id, exc)
+    dispatch_in_process(tenant, event_id, event)
 
 
 def _route(alert_id: int) -> None:

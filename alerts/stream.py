@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 from django.conf import settings
 
 from alerts.hub import DISCONNECTED
-from alerts.log import RedisAlertLog, alert_log
+from alerts.log import event_order, read_after
 from proxy.auth import AUTH_FAILED, identity_from_api_key
 from proxy.problems import problem_bytes
 from proxy.request_id import accept_request_id
@@ -38,7 +38,6 @@ _STREAM_HEADERS = [
 class AlertStreamApp:
     def __init__(self, runtime) -> None:
         self.runtime = runtime
-        self.log = alert_log()
 
     async def __call__(self, scope, receive, send) -> None:
         headers = dict(scope["headers"])
@@ -103,22 +102,20 @@ class AlertStreamApp:
             hub.unsubscribe(subscription)
             runtime.metrics.sse_connections.dec()
 
-    async def _replay(self, send, tenant: str, last_id: str) -> tuple:
+    async def _replay(self, send, tenant: str, last_id: str) -> int:
+        """Everything after Last-Event-ID from the durable log; returns the last id sent."""
         if not last_id:
-            return (-1, -1)
+            return -1
         from alerts.hub import render_event
 
-        if isinstance(self.log, RedisAlertLog):
-            events = await self.log.read_after(self.runtime.redis, tenant, last_id)
-        else:
-            events = await self.runtime.watcher.run_in_db_thread(self.log.read_after_sync, tenant, last_id)
-        last = self.log.order(last_id)
+        events = await self.runtime.watcher.run_in_db_thread(read_after, tenant, last_id)
+        last = event_order(last_id)
         for event_id, event in events:
             await send({"type": "http.response.body", "body": render_event(event_id, event), "more_body": True})
-            last = self.log.order(event_id)
+            last = event_order(event_id)
         return last
 
-    async def _relay(self, send, subscription, replayed: tuple) -> None:
+    async def _relay(self, send, subscription, replayed: int) -> None:
         while True:
             item = await subscription.queue.get()
             if item is DISCONNECTED:

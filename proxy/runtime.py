@@ -66,9 +66,9 @@ class Runtime:
         self._pubsub_redis = None
         self.limiter = None
         self.watcher = ControlPlaneWatcher(self)
-        from alerts.log import alert_log
+        from alerts.log import event_order
 
-        self.alert_hub = AlertHub(alert_log().order)
+        self.alert_hub = AlertHub(event_order)
         self._background: list[asyncio.Task] = []
         self._started: asyncio.Future | None = None
 
@@ -108,7 +108,7 @@ class Runtime:
             from alerts.fanout import relay_redis_alerts
 
             self._background.append(asyncio.create_task(
-                relay_redis_alerts(self.alert_hub, self.redis_pubsub_client(), self.redis),
+                relay_redis_alerts(self.alert_hub, self.redis_pubsub_client(), self.watcher.run_in_db_thread),
                 name="alert-fanout",
             ))
         _active = self

@@ -184,3 +184,18 @@ def test_alert_posted_to_one_instance_reaches_a_client_on_another(redis_url, tra
     finally:
         first.stop()
         second.stop()
+
+
+def test_the_log_is_bounded_per_tenant(live_gateway, tenant_user, settings, sse):
+    from alerts.models import Alert
+
+    settings.ALERT_RETENTION = 3
+    _, _, token_a = tenant_user("tenant-a")
+    _, _, token_b = tenant_user("tenant-b")
+    first = publish(live_gateway.url, token_a, "a0")
+    kept = [publish(live_gateway.url, token_a, f"a{i}")["event_id"] for i in range(1, 5)][-3:]
+    publish(live_gateway.url, token_b, "b0")
+    assert list(Alert.objects.filter(tenant__slug="tenant-a").order_by("pk").values_list("event_id", flat=True)) == kept
+    assert Alert.objects.filter(tenant__slug="tenant-b").count() == 1
+    replay = sse(f"{live_gateway.url}{STREAM}", token_a, Last_Event_ID=first["event_id"])
+    assert [e["id"] for e in replay.drain()] == kept  # what is left of the window, in order
