@@ -15,11 +15,62 @@ import socket
 from pathlib import Path
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import multiprocess
 
 __all__ = ["GatewayServer", "main"]
 
 APP = "gateway_project.asgi:application"
+
+
+_REQUEST_TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 25\r\n"
+    b"Connection: close\r\n\r\nRequest headers too slow."
+)
+
+
+class GatewayHttpProtocol(HttpToolsProtocol):
+    """httptools with a deadline for request headers (slowloris, SPEC section 14).
+
+    uvicorn times out idle keep-alive connections but not a client that trickles its
+    headers; here a request whose headers are not complete within REQUEST_HEADER_TIMEOUT
+    seconds of its first byte (or of the connection) gets a 408 and the connection closes.
+    """
+
+    header_timer = None
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self.header_timer is None:
+            self._arm_header_timer()
+
+    def on_headers_complete(self) -> None:
+        self._disarm_header_timer()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc) -> None:
+        self._disarm_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        from django.conf import settings
+
+        self.header_timer = self.loop.call_later(settings.REQUEST_HEADER_TIMEOUT, self._headers_too_slow)
+
+    def _disarm_header_timer(self) -> None:
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self.header_timer = None
+        if not self.transport.is_closing():
+            self.transport.write(_REQUEST_TIMEOUT_RESPONSE)
+            self.transport.close()
 
 
 class GatewayServer(uvicorn.Server):
@@ -75,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--graceful-timeout", type=float, default=30.0)
     args = parser.parse_args(argv)
     config = uvicorn.Config(
-        APP, loop="uvloop", http="httptools", lifespan="on", workers=args.workers,
+        APP, loop="uvloop", http=GatewayHttpProtocol, lifespan="on", workers=args.workers,
         proxy_headers=False,  # the gateway resolves X-Forwarded-For itself (TRUSTED_PROXIES)
         server_header=False, log_level=args.log_level, backlog=2048,
         access_log=False,  # the data plane writes its own structured access log

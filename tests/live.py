@@ -47,7 +47,9 @@ class GatewayServer:
         self.port = self._socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         # proxy_headers off: the gateway resolves X-Forwarded-For itself, via TRUSTED_PROXIES only.
-        options = {"log_level": "warning", "lifespan": "on", "loop": "asyncio", "http": "httptools",
+        from gateway_project.serve import GatewayHttpProtocol
+
+        options = {"log_level": "warning", "lifespan": "on", "loop": "asyncio", "http": GatewayHttpProtocol,
                    "proxy_headers": False, "server_header": False}
         options.update(uvicorn_options)
         self._server = uvicorn.Server(uvicorn.Config(self.application, **options))
