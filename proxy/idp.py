@@ -248,6 +248,10 @@ def _map_identity(
     )
 
 
+def _refused(provider: IdentityProviderEntry, reason: str) -> None:
+    logger.debug("external token refused", extra={"issuer": provider.issuer, "reason": reason})
+
+
 def _same_provider(snapshot, provider: IdentityProviderEntry) -> bool:
     """A cached result stands only while its provider is configured exactly as it was."""
     current = snapshot.identity_providers.get(provider.issuer)
@@ -320,10 +324,10 @@ class ExternalTokenVerifier:
         provider = snapshot.identity_providers.get(issuer) if issuer else None
         if provider is None:
             return None
-        if not provider.jwks_url:  # RFC 7662 also answers for JWTs
-            return (
-                await self._introspect_with(provider, token) if provider.introspection_url else None
-            )
+        if not provider.jwks_url:
+            if not provider.introspection_url:
+                return None
+            return await self._introspect_with(provider, token)  # RFC 7662 answers for JWTs too
         identity = await self._check_signature(provider, token)
         if identity is not None:
             self._verified.put(token, (provider, identity), identity.expires_at + self._leeway, now)
@@ -352,16 +356,10 @@ class ExternalTokenVerifier:
         algorithm, kid = header.get("alg"), header.get("kid")
         allowed = ASYMMETRIC_ALGORITHMS.intersection(provider.algorithms)
         if algorithm not in allowed or not (kid is None or isinstance(kid, str)):
-            logger.debug(
-                "external token refused", extra={"issuer": provider.issuer, "reason": "algorithm"}
-            )
-            return None
+            return _refused(provider, "algorithm not allowed")
         key = await self._key_for(provider, kid)
         if key is None or not key.fits(algorithm):
-            logger.debug(
-                "external token refused", extra={"issuer": provider.issuer, "reason": "unknown key"}
-            )
-            return None
+            return _refused(provider, "no matching key")
         try:
             claims = jwt.decode(
                 token, key.key, algorithms=[algorithm], issuer=provider.issuer,
@@ -369,11 +367,7 @@ class ExternalTokenVerifier:
                 options={"require": ["exp", "iss", "sub"], "verify_aud": bool(provider.audience)},
             )  # fmt: skip
         except jwt.PyJWTError as exc:
-            logger.debug(
-                "external token refused",
-                extra={"issuer": provider.issuer, "reason": type(exc).__name__},
-            )
-            return None
+            return _refused(provider, type(exc).__name__)
         return _map_identity(
             provider, claims, self._runtime.snapshot.tenants, "jwt", float(claims["exp"])
         )

@@ -1,4 +1,5 @@
-"""Admin for tenancy: tenants (read-only mode, activity), subscriptions, users, demo sessions."""
+"""Admin for tenancy: tenants (read-only mode, activity), subscriptions, users, demo sessions,
+external identity providers."""
 
 from __future__ import annotations
 
@@ -9,18 +10,19 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.contrib.contenttypes.models import ContentType
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 
 from alerts.models import NotificationRule
-from registry.admin import ReadOnlyAdminMixin
+from proxy.idp import ASYMMETRIC_ALGORITHMS
+from registry.admin import ChoiceListField, ListFieldsMixin, ReadOnlyAdminMixin
 from registry.models import ApiKey
 from tenancy.choices import SubscriptionStatus
-from tenancy.models import DemoSession, Subscription, Tenant, User
+from tenancy.models import DemoSession, IdentityProvider, Subscription, Tenant, User
 
-__all__ = ["tenant_activity"]
+__all__ = ["identity_provider_errors", "tenant_activity"]
 
 RECENT_ACTIVITY_SHOWN = 25
 READ_ONLY_REASON_REQUIRED = "Give a reason: clients see it in the TENANT_READ_ONLY response."
@@ -282,3 +284,98 @@ class DemoSessionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="Active", boolean=True)
     def is_active(self, session: DemoSession) -> bool:
         return session.is_active
+
+
+# --- External identity providers --------------------------------------------------------
+
+IDP_NEEDS_A_METHOD = "Give a JWKS URL, an introspection URL, or both."
+IDP_INTROSPECTION_NEEDS_CLIENT = "Introspection authenticates with a client id (and secret)."
+
+
+def identity_provider_errors(values: dict) -> dict[str, str]:
+    """Field -> error for a provider's settings (the admin form and the API share these)."""
+    errors = {}
+    if not values.get("jwks_url") and not values.get("introspection_url"):
+        errors["jwks_url"] = IDP_NEEDS_A_METHOD
+    if values.get("introspection_url") and not values.get("client_id"):
+        errors["client_id"] = IDP_INTROSPECTION_NEEDS_CLIENT
+    refused = sorted(set(values.get("algorithms") or ()) - ASYMMETRIC_ALGORITHMS)
+    if refused:
+        errors["algorithms"] = (
+            f"Not accepted: {', '.join(refused)}. Only public-key algorithms "
+            f"({', '.join(sorted(ASYMMETRIC_ALGORITHMS))}) can be verified with a JWKS."
+        )
+    return errors
+
+
+def _https_urls(db_field, **kwargs) -> forms.Field:
+    """URLs typed without a scheme mean https (Django 6's default, without its warning)."""
+    if isinstance(db_field, models.URLField):
+        kwargs.setdefault("assume_scheme", "https")
+    return db_field.formfield(**kwargs)
+
+
+def _algorithms(**kwargs) -> forms.Field:
+    return ChoiceListField(choices=[(a, a) for a in sorted(ASYMMETRIC_ALGORITHMS)], **kwargs)
+
+
+class IdentityProviderForm(forms.ModelForm):
+    """The client secret is write-only: never rendered back; left empty, the stored one stays."""
+
+    client_secret = forms.CharField(
+        required=False, strip=False,
+        max_length=IdentityProvider._meta.get_field("client_secret").max_length,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="For introspection (Basic auth). Leave empty to keep the stored secret.",
+    )  # fmt: skip
+    clear_client_secret = forms.BooleanField(required=False, label="Remove the stored secret")
+
+    class Meta:
+        model = IdentityProvider
+        formfield_callback = _https_urls
+        fields = (
+            "name", "issuer", "enabled", "jwks_url", "algorithms", "audience",
+            "introspection_url", "client_id", "client_secret", "tenant_claim", "default_tenant",
+            "roles_claim", "role_mapping", "scopes_claim",
+        )  # fmt: skip
+
+    def clean_client_secret(self) -> str:
+        return self.cleaned_data["client_secret"] or self.instance.client_secret
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("clear_client_secret"):
+            cleaned["client_secret"] = ""
+        for field, error in identity_provider_errors(cleaned).items():
+            self.add_error(field if field in self.fields else None, error)
+        return cleaned
+
+
+@admin.register(IdentityProvider)
+class IdentityProviderAdmin(ListFieldsMixin, admin.ModelAdmin):
+    form = IdentityProviderForm
+    list_display = ("name", "issuer", "verification", "default_tenant", "enabled")
+    list_editable = ("enabled",)
+    list_filter = ("enabled",)
+    list_select_related = ("default_tenant",)
+    search_fields = ("name", "issuer", "client_id", "audience")
+    autocomplete_fields = ("default_tenant",)
+    readonly_fields = ("created_at", "updated_at")
+    list_fields = {"algorithms": _algorithms}
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    fieldsets = (
+        (None, {"fields": ("name", "issuer", "enabled")}),
+        ("Verification", {"fields": (
+            "jwks_url", "algorithms", "audience", "introspection_url", "client_id",
+            "client_secret", "clear_client_secret",
+        )}),
+        ("Claims mapping", {"fields": (
+            "tenant_claim", "default_tenant", "roles_claim", "role_mapping", "scopes_claim",
+        )}),
+        ("Timestamps", {"classes": ("collapse",), "fields": ("created_at", "updated_at")}),
+    )  # fmt: skip
+
+    @admin.display(description="Verification")
+    def verification(self, provider: IdentityProvider) -> str:
+        methods = {"JWKS": provider.jwks_url, "introspection": provider.introspection_url}
+        return " + ".join(name for name, url in methods.items() if url) or "-"

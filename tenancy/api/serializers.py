@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from registry.api.serializers import FullCleanModelSerializer
-from tenancy.admin import read_only_reason_error
-from tenancy.models import Subscription, Tenant
+from tenancy.admin import identity_provider_errors, read_only_reason_error
+from tenancy.models import IdentityProvider, Subscription, Tenant
 
 __all__ = [
+    "IdentityProviderSerializer",
     "ReadOnlyToggleSerializer",
     "SubscriptionSerializer",
     "SubscriptionSummarySerializer",
@@ -78,3 +81,38 @@ class SubscriptionSerializer(FullCleanModelSerializer):
             "created_at", "updated_at",
         )  # fmt: skip
         read_only_fields = ("created_at", "updated_at")
+
+
+class IdentityProviderSerializer(FullCleanModelSerializer):
+    """An external issuer; `client_secret` is write-only, `has_client_secret` says if one is set."""
+
+    default_tenant = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Tenant.objects.all(), allow_null=True, required=False
+    )
+    has_client_secret = serializers.SerializerMethodField()
+
+    class Meta:
+        model = IdentityProvider
+        fields = (
+            "id", "name", "issuer", "enabled", "jwks_url", "algorithms", "audience",
+            "introspection_url", "client_id", "client_secret", "has_client_secret",
+            "tenant_claim", "default_tenant", "roles_claim", "role_mapping", "scopes_claim",
+            "created_at", "updated_at",
+        )  # fmt: skip
+        read_only_fields = ("created_at", "updated_at")
+        extra_kwargs = {"client_secret": {"write_only": True, "style": {"input_type": "password"}}}
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_has_client_secret(self, provider: IdentityProvider) -> bool:
+        return bool(provider.client_secret)
+
+    def validate(self, attrs: dict) -> dict:
+        attrs = super().validate(attrs)
+        current = {
+            name: getattr(self.instance, name)
+            for name in ("jwks_url", "introspection_url", "client_id", "algorithms")
+        } if self.instance is not None else {}  # fmt: skip
+        errors = identity_provider_errors({**current, **attrs})
+        if errors:
+            raise serializers.ValidationError({field: [error] for field, error in errors.items()})
+        return attrs

@@ -9,5 +9,6 @@ app_name = "tenancy-api"
 router = SimpleRouter()
 router.register("tenants", views.TenantViewSet, basename="tenant")
 router.register("subscriptions", views.SubscriptionViewSet, basename="subscription")
+router.register("identity-providers", views.IdentityProviderViewSet, basename="identity-provider")
 
 urlpatterns = router.urls

@@ -12,14 +12,15 @@ from rest_framework.response import Response
 
 from registry.api.views import ManagementViewSet, QueryFilter, record_change
 from tenancy.api.serializers import (
+    IdentityProviderSerializer,
     ReadOnlyToggleSerializer,
     SubscriptionSerializer,
     TenantSerializer,
 )
 from tenancy.choices import Plan, SubscriptionStatus
-from tenancy.models import Subscription, Tenant
+from tenancy.models import IdentityProvider, Subscription, Tenant
 
-__all__ = ["SubscriptionViewSet", "TenantViewSet"]
+__all__ = ["IdentityProviderViewSet", "SubscriptionViewSet", "TenantViewSet"]
 
 
 @extend_schema(tags=["tenants"])
@@ -73,6 +74,23 @@ class SubscriptionViewSet(ManagementViewSet):
     }
     search_fields = ("tenant__name", "tenant__slug")
     ordering_fields = ("current_period_end", "created_at")
+
+
+@extend_schema(tags=["identity-providers"])
+class IdentityProviderViewSet(ManagementViewSet):
+    """External OAuth 2.0 / OIDC issuers whose tokens the data plane accepts (SPEC section 15)."""
+
+    queryset = IdentityProvider.objects.select_related("default_tenant")
+    serializer_class = IdentityProviderSerializer
+    query_filters = {
+        "issuer": QueryFilter("issuer", description="The provider with this exact issuer."),
+        "enabled": QueryFilter("enabled", boolean=True),
+        "default_tenant": QueryFilter(
+            "default_tenant__slug", description="Only providers defaulting to this tenant slug."
+        ),
+    }
+    search_fields = ("name", "issuer", "client_id", "audience")
+    ordering_fields = ("name", "issuer", "created_at", "updated_at")
 
 
 # --- OpenAPI: the gateway's authentication classes ---------------------------------------
