@@ -1,10 +1,10 @@
 """URL wiring for everything Django serves: admin, management API, auth, health, metrics, docs."""
 
-from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from gateway_project import problems
+from gateway_project.admin_site import install_otp_admin_site
 from tenancy.views import jwks_view
 
 handler400 = problems.handler400
@@ -13,7 +13,8 @@ handler404 = problems.handler404
 handler500 = problems.handler500
 
 urlpatterns = [
-    path("admin/", admin.site.urls),
+    path("admin/", install_otp_admin_site().urls),
+    path("account/mfa/", include("tenancy.mfa_urls")),
     path("api/manage/", include("gateway_project.manage_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

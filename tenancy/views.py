@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db.models import Q
 from django.http import JsonResponse
+from django.urls import reverse
 from django.utils import timezone
 from django_ratelimit.core import is_ratelimited
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -23,6 +24,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from gateway_project.problems import problem_response
 from tenancy.client_ip import client_ip
 from tenancy.keys import key_ring
+from tenancy.mfa import MFA_METHODS, SecondFactor, check_second_factor
 from tenancy.models import DemoSession, Tenant, User
 from tenancy.revocation import revoke_jti
 from tenancy.serializers import (
@@ -45,6 +47,11 @@ __all__ = [
 ]
 
 _BAD_CREDENTIALS = "Authentication credentials were missing or invalid."
+_MFA_CHALLENGE = "This account requires a one-time code: repeat the login with `otp`."
+_MFA_ENROLMENT = (
+    "This tenant requires two-factor authentication: set up an authenticator app at {url} "
+    "first, then log in with `otp`."
+)
 _LOGIN_WINDOW_SECONDS = 60
 _DEMO_RATE = "10/m"
 
@@ -87,6 +94,31 @@ def _check_password(name: str, password: str) -> User | None:
     return user if user is not None and user.is_active else None
 
 
+def _check_credentials(
+    name: str, password: str, otp: str | None
+) -> tuple[User | None, SecondFactor]:
+    """Password, then the second factor; a wrong code fails like a wrong password (no user)."""
+    user = _check_password(name, password)
+    if user is None:
+        return None, SecondFactor.INVALID
+    second = check_second_factor(user, otp)
+    return (None if second is SecondFactor.INVALID else user), second
+
+
+def _second_factor_refusal(request, second: SecondFactor) -> JsonResponse | None:
+    """The challenge (401 MFA_REQUIRED) or the enrolment demand (403); no tokens with either."""
+    if second is SecondFactor.MISSING:
+        challenge = {"methods": list(MFA_METHODS)}
+        response = problem_response(request, "MFA_REQUIRED", _MFA_CHALLENGE, mfa=challenge)
+        response["WWW-Authenticate"] = 'Bearer realm="gateway"'  # RFC 9110: a 401 names a scheme
+        return response
+    if second is SecondFactor.ENROLMENT_REQUIRED:
+        url = reverse("mfa:enrolment")
+        demand = {"enrolment_required": True, "enrol_url": url}
+        return problem_response(request, "FORBIDDEN", _MFA_ENROLMENT.format(url=url), mfa=demand)
+    return None
+
+
 class LoginView(PublicAuthView):
     @extend_schema(request=LoginSerializer, responses={200: TokenPairSerializer}, tags=["auth"])
     def post(self, request):
@@ -94,9 +126,12 @@ class LoginView(PublicAuthView):
         serializer.is_valid(raise_exception=True)
         if (limited := self.throttled(request, "login", serializer.login_name)) is not None:
             return limited
-        user = _check_password(serializer.login_name, serializer.validated_data["password"])
+        data = serializer.validated_data
+        user, second = _check_credentials(serializer.login_name, data["password"], data.get("otp"))
         if user is None:
             return problem_response(request, "AUTH_ERROR", _BAD_CREDENTIALS)
+        if (refusal := _second_factor_refusal(request, second)) is not None:
+            return refusal
         return Response(tokens_for_user(user))
 
 
@@ -164,7 +199,8 @@ class OAuthTokenView(PublicAuthView):
     @extend_schema(
         request=inline_serializer(
             "OAuthTokenRequest",
-            {"grant_type": serializers.CharField(), "username": serializers.CharField(), "password": serializers.CharField()},
+            {"grant_type": serializers.CharField(), "username": serializers.CharField(),
+             "password": serializers.CharField(), "otp": serializers.CharField(required=False)},
         ),
         responses={200: inline_serializer(
             "OAuthTokenResponse",
@@ -179,10 +215,13 @@ class OAuthTokenView(PublicAuthView):
         name = str(request.data.get("username", "")).lower()
         if (limited := self.throttled(request, "login", name)) is not None:
             return limited
-        user = _check_password(name, str(request.data.get("password", "")))
+        password, otp = str(request.data.get("password", "")), str(request.data.get("otp", ""))
+        user, second = _check_credentials(name, password, otp)
         if user is None:
-            response = Response({"error": "invalid_grant", "error_description": _BAD_CREDENTIALS}, status=400)
-            return response
+            error = {"error": "invalid_grant", "error_description": _BAD_CREDENTIALS}
+            return Response(error, status=400)
+        if (refusal := _second_factor_refusal(request, second)) is not None:
+            return refusal
         tokens = tokens_for_user(user)
         return Response({
             "access_token": tokens["access"],
