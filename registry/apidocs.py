@@ -64,6 +64,7 @@ ON_DEMAND_KEY = f"{_KEY}on-demand"
 HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 COMPONENTS_REF = "#/components/"
 YAML_TYPES = ("yaml", "yml")
+YAML_SUFFIXES = (".yaml", ".yml")
 
 
 class DocStatus(StrEnum):
@@ -137,7 +138,9 @@ async def fetch_documents(sources: list[DocSource]) -> list[FetchResult]:
     """Fetch and prepare every source's document concurrently; one failure touches no other."""
     gate = asyncio.Semaphore(MAX_PARALLEL_FETCHES)
     async with httpx.AsyncClient(
-        timeout=FETCH_TIMEOUT_SECONDS, follow_redirects=False, trust_env=False,
+        timeout=FETCH_TIMEOUT_SECONDS,
+        follow_redirects=False,
+        trust_env=False,
         headers={"User-Agent": USER_AGENT, "Accept": "application/json, application/yaml"},
     ) as client:
         return await asyncio.gather(*(_fetch_one(client, gate, source) for source in sources))
@@ -146,11 +149,14 @@ async def fetch_documents(sources: list[DocSource]) -> list[FetchResult]:
 async def _fetch_one(client: httpx.AsyncClient, gate: asyncio.Semaphore, source: DocSource):
     if not source.target_urls:
         return FetchResult(source.slug, None, "no enabled, healthy target")
-    url = source.target_urls[0] + source.openapi_path
+    url = f"{source.target_urls[0]}/{source.openapi_path.lstrip('/')}"
     try:
         async with gate, asyncio.timeout(FETCH_TIMEOUT_SECONDS):
             body, content_type = await _download(client, url)
-        return FetchResult(source.slug, prepare_document(parse_document(body, content_type), source), "")
+        if source.openapi_path.lower().endswith(YAML_SUFFIXES):
+            content_type = "application/yaml"  # static file servers rarely name the YAML type
+        document = prepare_document(parse_document(body, content_type), source)
+        return FetchResult(source.slug, document, "")
     except DocumentError as exc:
         error = str(exc)
     except (TimeoutError, httpx.TimeoutException):
@@ -224,7 +230,10 @@ def _validate(document) -> None:
     if not isinstance(document, dict):
         raise DocumentError("not an OpenAPI document (not an object)")
     version = document.get("openapi")
-    if not (isinstance(version, str) and version.startswith("3.")) and document.get("swagger") != "2.0":
+    if (
+        not (isinstance(version, str) and version.startswith("3."))
+        and document.get("swagger") != "2.0"
+    ):
         raise DocumentError("not an OpenAPI 3.x or Swagger 2.0 document")
     if not isinstance(document.get("paths"), dict):
         raise DocumentError("no paths object")
@@ -252,15 +261,21 @@ def prepare_document(document: dict, source: DocSource) -> dict:
         for kind, entries in (document.get("components") or {}).items()
         if isinstance(entries, dict) and not kind.startswith("x-")
     }
-    title = (document.get("info") or {}).get("title", "")
-    return {"openapi": document["openapi"], "title": title, "paths": paths, "components": components}
+    info = document.get("info")
+    title = str(info.get("title", "")) if isinstance(info, dict) else ""
+    return {
+        "openapi": document["openapi"],
+        "title": title,
+        "paths": paths,
+        "components": components,
+    }
 
 
 def gateway_path(source: DocSource, upstream: str) -> str:
     """The gateway forwards <prefix><rest> as <upstream_path><rest>: this is the inverse."""
     rewrite = source.upstream_path
     if rewrite and (upstream == rewrite or upstream.startswith(rewrite + "/")):
-        upstream = upstream[len(rewrite):]
+        upstream = upstream[len(rewrite) :]
     return source.prefix + upstream
 
 
@@ -301,15 +316,12 @@ def _operation(operation: dict, source: DocSource, security) -> dict:
 
 
 def _prefixed_ref(ref: str, slug: str) -> str:
-    """#/components/<kind>/<name>... -> #/components/<kind>/<slug>.<name>...; a bare
-    discriminator mapping name becomes an explicit schema ref. Slugs have no dots, so
-    the prefixed names of two services can never collide.
+    """#/components/<kind>/<name>... -> #/components/<kind>/<slug>.<name>...; slugs have
+    no dots, so the prefixed names of two services can never collide.
     """
     if ref.startswith(COMPONENTS_REF):
-        kind, _, rest = ref[len(COMPONENTS_REF):].partition("/")
+        kind, _, rest = ref[len(COMPONENTS_REF) :].partition("/")
         return f"{COMPONENTS_REF}{kind}/{slug}.{rest}"
-    if "/" not in ref and "#" not in ref:
-        return f"{COMPONENTS_REF}schemas/{slug}.{ref}"
     return ref  # external documents are left as they are
 
 
@@ -323,12 +335,24 @@ def _map_refs(node, rewrite: Callable[[str], str]):
     for key, value in node.items():
         if key == "$ref" and isinstance(value, str):
             mapped[key] = rewrite(value)
-        elif key == "discriminator" and isinstance(value, dict) and isinstance(value.get("mapping"), dict):
-            mapping = {name: rewrite(str(target)) for name, target in value["mapping"].items()}
+        elif (
+            key == "discriminator"
+            and isinstance(value, dict)
+            and isinstance(value.get("mapping"), dict)
+        ):
+            mapping = {
+                name: rewrite(_mapping_ref(target)) for name, target in value["mapping"].items()
+            }
             mapped[key] = {**value, "mapping": mapping}
         else:
             mapped[key] = _map_refs(value, rewrite)
     return mapped
+
+
+def _mapping_ref(target) -> str:
+    """A discriminator mapping value is a schema name or a ref: names become refs."""
+    target = str(target)
+    return target if "/" in target or "#" in target else f"{COMPONENTS_REF}schemas/{target}"
 
 
 # --- Swagger 2.0 -----------------------------------------------------------------------------
@@ -339,10 +363,21 @@ _SWAGGER2_REFS = {
     "#/responses/": "#/components/responses/",
 }
 _SWAGGER2_FLOWS = {
-    "implicit": "implicit", "password": "password",
-    "application": "clientCredentials", "accessCode": "authorizationCode",
+    "implicit": "implicit",
+    "password": "password",
+    "application": "clientCredentials",
+    "accessCode": "authorizationCode",
 }
-_SWAGGER2_SCHEMA_KEYS = ("type", "format", "items", "enum", "default", "minimum", "maximum", "pattern")
+_SWAGGER2_SCHEMA_KEYS = (
+    "type",
+    "format",
+    "items",
+    "enum",
+    "default",
+    "minimum",
+    "maximum",
+    "pattern",
+)
 _BODY_LOCATIONS = ("body", "formData")
 
 
@@ -353,15 +388,19 @@ def _from_swagger2(document: dict) -> dict:
     shared = document.get("parameters") or {}
     paths = {
         path: _swagger2_path_item(item, shared, consumes, produces)
-        for path, item in document["paths"].items() if isinstance(item, dict)
+        for path, item in document["paths"].items()
+        if isinstance(item, dict)
     }
     components = {
         "schemas": document.get("definitions") or {},
         "parameters": {
-            name: _swagger2_parameter(p) for name, p in shared.items()
+            name: _swagger2_parameter(p)
+            for name, p in shared.items()
             if isinstance(p, dict) and p.get("in") not in _BODY_LOCATIONS
         },
-        "responses": {n: _swagger2_response(r, produces) for n, r in (document.get("responses") or {}).items()},
+        "responses": {
+            n: _swagger2_response(r, produces) for n, r in (document.get("responses") or {}).items()
+        },
         "securitySchemes": {
             n: _swagger2_security(s) for n, s in (document.get("securityDefinitions") or {}).items()
         },
@@ -381,7 +420,7 @@ def _from_swagger2(document: dict) -> dict:
 def _swagger2_ref(ref: str) -> str:
     for old, new in _SWAGGER2_REFS.items():
         if ref.startswith(old):
-            return new + ref[len(old):]
+            return new + ref[len(old) :]
     return ref
 
 
@@ -389,16 +428,26 @@ def _swagger2_path_item(item: dict, shared: dict, consumes: list, produces: list
     converted = {}
     for key, value in item.items():
         if key in HTTP_METHODS and isinstance(value, dict):
-            converted[key] = _swagger2_operation(value, item.get("parameters") or [], shared, consumes, produces)
+            converted[key] = _swagger2_operation(
+                value, item.get("parameters") or [], shared, consumes, produces
+            )
         elif key != "parameters":
             converted[key] = value
     return converted
 
 
 def _swagger2_operation(operation: dict, inherited: list, shared: dict, consumes, produces) -> dict:
-    parameters = [_swagger2_resolve(p, shared) for p in [*inherited, *(operation.get("parameters") or [])]]
-    converted = {k: v for k, v in operation.items() if k not in ("parameters", "consumes", "produces", "responses")}
-    converted["parameters"] = [_swagger2_parameter(p) for p in parameters if p.get("in") not in _BODY_LOCATIONS]
+    parameters = [
+        _swagger2_resolve(p, shared) for p in [*inherited, *(operation.get("parameters") or [])]
+    ]
+    converted = {
+        k: v
+        for k, v in operation.items()
+        if k not in ("parameters", "consumes", "produces", "responses")
+    }
+    converted["parameters"] = [
+        _swagger2_parameter(p) for p in parameters if p.get("in") not in _BODY_LOCATIONS
+    ]
     body = _swagger2_request_body(parameters, operation.get("consumes") or consumes)
     if body:
         converted["requestBody"] = body
@@ -412,7 +461,9 @@ def _swagger2_operation(operation: dict, inherited: list, shared: dict, consumes
 def _swagger2_resolve(parameter: dict, shared: dict) -> dict:
     """Body parameters move into requestBody, so a shared one must be inlined first."""
     ref = parameter.get("$ref", "") if isinstance(parameter, dict) else ""
-    target = shared.get(ref.removeprefix("#/parameters/")) if ref.startswith("#/parameters/") else None
+    target = (
+        shared.get(ref.removeprefix("#/parameters/")) if ref.startswith("#/parameters/") else None
+    )
     return target if isinstance(target, dict) and target.get("in") in _BODY_LOCATIONS else parameter
 
 
@@ -432,7 +483,10 @@ def _swagger2_request_body(parameters: list, consumes: list) -> dict | None:
     form = [p for p in parameters if p.get("in") == "formData"]
     if not form:
         return None
-    schema = {"type": "object", "properties": {p["name"]: _swagger2_parameter(p)["schema"] for p in form}}
+    schema = {
+        "type": "object",
+        "properties": {p["name"]: _swagger2_parameter(p)["schema"] for p in form},
+    }
     return {"content": {"application/x-www-form-urlencoded": {"schema": schema}}}
 
 
@@ -461,7 +515,9 @@ def _swagger2_security(scheme: dict) -> dict:
 # --- merging ---------------------------------------------------------------------------------
 
 
-def merge_documents(sources: list[DocSource], metas: dict[str, dict], documents: dict[str, dict]) -> dict:
+def merge_documents(
+    sources: list[DocSource], metas: dict[str, dict], documents: dict[str, dict]
+) -> dict:
     """One OpenAPI document over every source; x-gateway-services says which ones made it."""
     paths, components, tags, versions = {}, {}, [], set()
     for source in sources:
@@ -474,11 +530,11 @@ def merge_documents(sources: list[DocSource], metas: dict[str, dict], documents:
         tags.append({"name": source.name, "description": source.description or document["title"]})
         versions.add(document["openapi"])
     return {
-        "openapi": OPENAPI_31 if versions and all(v.startswith("3.1") for v in versions) else OPENAPI_30,
+        "openapi": _merged_version(versions),
         "info": {
             "title": "Gateway APIs",
             "version": settings.GATEWAY_VERSION,
-            "description": "Every registered service's API, as clients reach it through this gateway.",
+            "description": "Every registered service's API, as reached through the gateway.",
         },
         "servers": [{"url": "/", "description": "This gateway"}],
         "paths": paths,
@@ -488,13 +544,24 @@ def merge_documents(sources: list[DocSource], metas: dict[str, dict], documents:
     }
 
 
+def _merged_version(versions: set[str]) -> str:
+    """3.1 only when every document is 3.1: 3.1 schemas are not valid 3.0 ones."""
+    return OPENAPI_31 if versions and all(v.startswith("3.1") for v in versions) else OPENAPI_30
+
+
 def _service_status(source: DocSource, meta: dict | None, documents: dict) -> dict:
     if meta is None or (meta["status"] == DocStatus.OK and source.slug not in documents):
         status, error, fetched_at = DocStatus.MISSING, "not fetched yet", None
     else:
         status, error, fetched_at = meta["status"], meta["error"], meta["fetched_at"]
-    return {"slug": source.slug, "name": source.name, "prefix": source.prefix,
-            "status": str(status), "error": error, "fetched_at": fetched_at}
+    return {
+        "slug": source.slug,
+        "name": source.name,
+        "prefix": source.prefix,
+        "status": str(status),
+        "error": error,
+        "fetched_at": fetched_at,
+    }
 
 
 # --- the cache and the refresh ---------------------------------------------------------------
@@ -518,7 +585,9 @@ def _is_due(source: DocSource, meta: dict | None, now: float) -> bool:
 def _store(result: FetchResult, source: DocSource, now: float) -> None:
     status = DocStatus.OK if result.document is not None else DocStatus.BROKEN
     meta = {
-        "status": str(status), "error": result.error, "checked_at": now,
+        "status": str(status),
+        "error": result.error,
+        "checked_at": now,
         "fetched_at": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),
         "fingerprint": source.fingerprint,
     }
@@ -574,6 +643,9 @@ def merged_document() -> dict:
     if cached is not None and time.time() - cached["built_at"] < STALE_AFTER_SECONDS:
         return cached["document"]
     if cache.add(ON_DEMAND_KEY, 1, ON_DEMAND_MIN_INTERVAL_SECONDS):
-        refresh_due_documents()
-        cached = cache.get(MERGED_KEY)
+        try:
+            refresh_due_documents()
+        except Exception:  # a stale document still beats an error page
+            logger.exception("on-demand API docs refresh failed")
+        cached = cache.get(MERGED_KEY) or cached
     return cached["document"] if cached is not None else rebuild_merged(load_sources())

@@ -17,6 +17,7 @@ import httpx
 from django.db import transaction
 from django.utils import timezone
 
+from registry.apidocs import refresh_due_documents
 from registry.constants import HEALTH_HISTORY_PER_TARGET
 from registry.models import Target, TargetHealthCheck
 
@@ -115,5 +116,10 @@ def check_targets_now(targets) -> list[CheckResult]:
 
 
 def health_sweep() -> list[CheckResult]:
-    """One beat tick: check every target that is due."""
-    return check_targets_now(due_targets())
+    """One beat tick: check every target that is due, then refresh the API docs that are due."""
+    results = check_targets_now(due_targets())
+    try:
+        refresh_due_documents()
+    except Exception:  # the docs are a convenience: they must never stop the health checks
+        logger.exception("API docs refresh failed")
+    return results
