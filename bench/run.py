@@ -64,7 +64,7 @@ def gateway_env(redis: str | None, **extra) -> dict[str, str]:
         "GATEWAY_VAR_DIR": str(SCRATCH),
         "DATABASE_URL": f"sqlite:///{SCRATCH / 'bench.sqlite3'}",
         "RATE_LIMIT_DEFAULT": "",
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": "INFO",
         "ACCESS_LOG": "off",
         "CACHE_KEY_PREFIX": "bench",
         "ALLOWED_HOSTS": "*",

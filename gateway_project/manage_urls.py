@@ -19,6 +19,7 @@ _ROOT_ENTRIES = {
     "config": "registry-api:config",
     "tenants": "tenancy-api:tenant-list",
     "subscriptions": "tenancy-api:subscription-list",
+    "identity-providers": "tenancy-api:identity-provider-list",
     "notification-rules": "alerts-api:notificationrule-list",
     "alerts": "alerts-api:alert-list",
 }

@@ -65,6 +65,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
+    "tenancy.audit_middleware.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -221,6 +222,8 @@ SIMPLE_JWT = {
     "SIGNING_KEY": "",
     "VERIFYING_KEY": "",
 }
+
+OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Gateway")
 
 # Login brute-force protection (django-ratelimit), per IP and per username.
 LOGIN_RATE_LIMIT = env_str("LOGIN_RATE_LIMIT", "5/m")

@@ -23,6 +23,7 @@ urlpatterns = [
     path("", include("proxy.urls")),
     path("dashboard/", include("proxy.dashboard_urls")),
     path("api/v1/", include("proxy.geocode_urls")),
+    path("api/v1/", include("registry.apidocs_urls")),
     path(".well-known/jwks.json", jwks_view, name="jwks"),
     path("problems/", problems.problem_index, name="problem-index"),
     path("problems/<slug:slug>", problems.problem_page, name="problem-page"),

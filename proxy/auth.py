@@ -26,7 +26,7 @@ _ROLE_RANK = {"viewer": 0, "member": 1, "staff": 2, "admin": 3}
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    kind: str  # "jwt" or "api_key"
+    kind: str  # "jwt" (ours or an external issuer's), "introspection" or "api_key"
     subject: str
     tenant: str | None
     roles: frozenset[str]
@@ -154,13 +154,27 @@ def authenticate(exchange: Exchange) -> None:
     if authorization is not None:
         scheme, _, token = authorization.partition(b" ")
         if scheme.lower() == b"bearer" and token:
-            identity = runtime.token_verifier.verify(token.strip().decode("latin-1"))
-            if identity is not None and identity.jti in runtime.revoked_tokens:
-                identity = None
+            text = token.strip().decode("latin-1")
+            pending = runtime.external_tokens.verification_for(text)
+            if pending is not None:  # an external issuer's token: JWKS or introspection (awaited)
+                return _settle(exchange, pending)
+            identity = runtime.token_verifier.verify(text)
     elif (api_key := exchange.header_index.get(b"x-api-key")) is not None:
         identity = identity_from_api_key(runtime.snapshot, api_key)
         if identity is not None:
             runtime.api_key_usage[identity.api_key_id] = time.time()
+    _accept(exchange, identity)
+
+
+async def _settle(exchange: Exchange, pending) -> None:
+    _accept(exchange, await pending)
+
+
+def _accept(exchange: Exchange, identity: Identity | None) -> None:
+    """One place decides: revoked or missing identities get the uniform 401."""
+    runtime = exchange.runtime
+    if identity is not None and identity.jti and identity.jti in runtime.revoked_tokens:
+        identity = None
     runtime.metrics.count_auth(identity is not None)
     if identity is None:
         raise Rejection("AUTH_ERROR", AUTH_FAILED, [(b"www-authenticate", b'Bearer realm="gateway"')])

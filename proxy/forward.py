@@ -9,6 +9,7 @@ idempotent requests can be retried on another target.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from time import perf_counter
 
@@ -16,6 +17,8 @@ from proxy.exchange import Exchange, Rejection
 from proxy.upstream import ConnectFailure, UpstreamBroken, UpstreamError, UpstreamTimeout
 
 __all__ = ["forward", "upstream_headers"]
+
+logger = logging.getLogger("gateway.forward")
 
 # RFC 9110 section 7.6.1, plus the de-facto Proxy-Connection and Keep-Alive.
 HOP_BY_HOP = frozenset({
@@ -236,6 +239,7 @@ async def _attempt(exchange, target, breaker, path, body, last: bool) -> Rejecti
                 ) from exc
             breaker.record_failure()
             verdict = True
+            logger.info("upstream attempt failed: %r", exc, extra={"service": service.slug, "target": target.id})
             return _failure(exchange, exc, last)
         except BodyTooLarge as exc:
             raise Rejection(

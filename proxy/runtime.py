@@ -19,6 +19,7 @@ from proxy.breaker import BreakerRegistry, BreakerState
 from proxy.cache import ResponseCache
 from proxy.clientip import ClientAddressResolver
 from proxy.cors import CorsPolicy
+from proxy.idp import ExternalTokenVerifier
 from proxy.metrics import metrics
 from proxy.respond import Responder
 from proxy.snapshot import Snapshot
@@ -59,6 +60,7 @@ class Runtime:
             metrics,
         )
         self.revoked_tokens = revoked_tokens
+        self.external_tokens = ExternalTokenVerifier(self)
         self.api_key_usage: dict[int, float] = {}
         self.upstream = None
         self.redis = None
@@ -130,6 +132,7 @@ class Runtime:
                 await client.aclose()
         if self.redis_pipe is not None:
             await self.redis_pipe.close()
+        await self.external_tokens.close()
         if _active is self:
             _active = None
 

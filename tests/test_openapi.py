@@ -36,6 +36,8 @@ MANAGEMENT_OPERATIONS = {
     "/api/manage/subscriptions/{id}/": {"get", "put", "patch", "delete"},
     "/api/manage/notification-rules/": {"get", "post"},
     "/api/manage/notification-rules/{id}/": {"get", "put", "patch", "delete"},
+    "/api/manage/identity-providers/": {"get", "post"},
+    "/api/manage/identity-providers/{id}/": {"get", "put", "patch", "delete"},
     "/api/manage/alerts/": {"get"},
     "/api/manage/alerts/{id}/": {"get"},
 }

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from urllib.parse import unquote
 
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -671,3 +672,38 @@ def test_admin_shows_a_password_field_that_never_renders_the_secret(staff_client
     cleared = staff_client.post(change_url, {**form, "clear_client_secret": "on"})
     provider.refresh_from_db()
     assert cleared.status_code == 302 and provider.client_secret == ""
+
+
+# --- Through a live gateway -----------------------------------------------------------------
+
+
+def test_a_live_gateway_accepts_external_tokens_and_refuses_unknown_issuers(
+    keys, issuer, make_service, make_tenant, upstream, gateway
+):
+    from tenancy.models import IdentityProvider
+
+    make_tenant("acme")
+    make_service("sales", targets=[upstream.url], auth_required=True, write_roles=["admin"])
+    IdentityProvider.objects.create(
+        name="Partner SSO", issuer=ISSUER, jwks_url=issuer.jwks_url(), audience=AUDIENCE,
+        tenant_claim="org", role_mapping=ROLE_MAPPING,
+    )  # fmt: skip
+    gateway.sync()
+    gateway.runtime.external_tokens._refetch_interval = 1.0  # keep the rotation check short
+    external = {"Authorization": f"Bearer {keys['current'].sign(claims())}"}
+    assert httpx.delete(f"{gateway.url}/api/v1/sales/echo", headers=external).status_code == 200
+    received = upstream.hits("/echo")[0].headers
+    assert received["x-tenant-id"] == "acme"
+    assert received["x-user-roles"] == "admin,member"
+    assert received["x-user-id"].endswith(":alice")
+    unknown = keys["attacker"].sign(claims(iss="https://unknown.example"))
+    response = httpx.get(f"{gateway.url}/api/v1/sales/x", headers={"Authorization": f"Bearer {unknown}"})
+    assert response.status_code == 401
+    assert response.json()["code"] == "AUTH_ERROR"
+    # Rotation at the issuer: the new kid verifies without a gateway restart.
+    issuer.key_sets["main"] = [keys["current"].jwk(), keys["next"].jwk()]
+    rotated = {"Authorization": f"Bearer {keys['next'].sign(claims(jti=uuid.uuid4().hex))}"}
+    deadline = time.monotonic() + 5  # the unknown-kid refetch interval bounds how soon
+    while httpx.get(f"{gateway.url}/api/v1/sales/x", headers=rotated).status_code != 200:
+        assert time.monotonic() < deadline, "the rotated key was never picked up"
+        time.sleep(0.5)
