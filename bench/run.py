@@ -128,6 +128,7 @@ def scenarios_for(args, peers: dict, gateways: dict, token: str) -> dict:
     scenarios["gateway-minimal"] = (gateways["minimal"] + "/api/v1/open/items", {})
     scenarios["gateway-full"] = (gateways["full"] + "/api/v1/bench/items", auth)
     scenarios["gateway-full-no-ratelimit"] = (gateways["full"] + "/api/v1/nolimit/items", auth)
+    scenarios["gateway-full-cached"] = (gateways["full"] + "/api/v1/cached/items", auth)
     if "full-2-workers" in gateways:
         scenarios["gateway-full-2-workers"] = (gateways["full-2-workers"] + "/api/v1/bench/items", auth)
     if "httpx" in gateways:
@@ -170,6 +171,8 @@ def ratios(results: dict) -> dict:
     out["added_p50_ms_minimal_at_c1"] = round(s["gateway-minimal"]["c1"]["p50_ms"] - s["upstream-direct"]["c1"]["p50_ms"], 3)
     full, nolimit = s["gateway-full"]["c64"]["rps"], s["gateway-full-no-ratelimit"]["c64"]["rps"]
     out["rate_limit_cost_us_per_request"] = round((1 / full - 1 / nolimit) * 1e6, 1)
+    if "gateway-full-cached" in s:
+        out["cached_over_full_rps"] = round(s["gateway-full-cached"]["c64"]["rps"] / full, 3)
     if "gateway-full-2-workers" in s:
         out["two_workers_over_one_rps"] = round(s["gateway-full-2-workers"]["c64"]["rps"] / full, 3)
     if "gateway-minimal-httpx" in s:

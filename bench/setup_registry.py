@@ -25,10 +25,10 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     upstream = sys.argv[1]
-    for slug, auth in (("open", False), ("bench", True), ("nolimit", True), ("cached", False)):
+    for slug, auth in (("open", False), ("bench", True), ("nolimit", True), ("cached", True)):
         service, _ = Service.objects.update_or_create(
             slug=slug, defaults={"name": slug.title(), "path_prefix": f"/api/v1/{slug}", "auth_required": auth,
-                                 "retries": 0},
+                                 "retries": 0, "cache_ttl": 300 if slug == "cached" else 0},
         )
         Target.objects.update_or_create(service=service, url=upstream, defaults={"weight": 100})
     bench = Service.objects.get(slug="bench")

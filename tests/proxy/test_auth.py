@@ -281,3 +281,21 @@ def test_logout_on_one_instance_rejects_the_token_on_another(
     finally:
         first.stop()
         second.stop()
+
+
+def test_api_key_last_use_is_recorded_in_batches(protected, transactional_db):
+    from registry.models import ApiKey
+    from tenancy.models import Tenant
+
+    key = ApiKey(tenant=Tenant.objects.get(slug="acme"), name="ci", role="member")
+    secret = key.assign_new_secret()
+    key.save()
+    protected.sync()
+    for _ in range(5):
+        assert httpx.get(f"{protected.url}/api/v1/sales/x", headers={"X-API-Key": secret}).status_code == 200
+    key.refresh_from_db()
+    assert key.last_used_at is None  # nothing written per request
+    protected.call(protected.runtime.watcher._flush_api_key_usage())  # the periodic flush
+    key.refresh_from_db()
+    assert key.last_used_at is not None
+    assert (timezone.now() - key.last_used_at).total_seconds() < 10
