@@ -268,28 +268,19 @@ GEOCODE_MAX_WAIT_SECONDS = env_seconds("GEOCODE_MAX_WAIT_SECONDS", 10)
 # Nominatim's usage policy asks for an identifying User-Agent with a contact: set yours.
 GEOCODE_USER_AGENT = env_str("GEOCODE_USER_AGENT", "")  # "": proxy.geocode's default
 
-# One JSON line per proxied request: "stdout" (default), "off", or a file path.
+# One JSON line per proxied request: "stdout" (default), "off", a file path, or "logging"
+# (through the gateway.access logger and its handlers, slower).
 ACCESS_LOG = env_str("ACCESS_LOG", "stdout")
-_ACCESS_HANDLERS = {
-    "class": "logging.handlers.WatchedFileHandler", "filename": ACCESS_LOG, "formatter": "json",
-} if ACCESS_LOG not in ("stdout", "off") else None
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "gateway_project.logs.JsonFormatter"}},
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "json"},
-        **({"access_file": _ACCESS_HANDLERS} if _ACCESS_HANDLERS else {}),
-    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
-        "gateway.access": {
-            "level": "WARNING" if ACCESS_LOG == "off" else "INFO",
-            "handlers": ["access_file"] if _ACCESS_HANDLERS else [],
-            "propagate": not _ACCESS_HANDLERS,
-        },
+        "gateway.access": {"level": "INFO"},
     },
 }
 

@@ -4,15 +4,12 @@ one access-log line and metrics observation per request (SPEC section 4 step 11,
 
 from __future__ import annotations
 
-import logging
 from time import perf_counter
 
 from proxy.exchange import Answered, Exchange, Rejection
 from proxy.problems import PROBLEM_TYPES, problem_bytes
 
 __all__ = ["Responder"]
-
-access_log = logging.getLogger("gateway.access")
 
 _SECURITY_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
@@ -24,9 +21,10 @@ _PROBLEM_CONTENT_TYPE = (b"content-type", b"application/problem+json")
 
 
 class Responder:
-    def __init__(self, metrics, traffic) -> None:
+    def __init__(self, metrics, traffic, access_log) -> None:
         self.metrics = metrics
         self.traffic = traffic
+        self.access_log = access_log
 
     async def start(self, exchange: Exchange, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         """Send the status line and headers with the gateway's own headers added."""
@@ -81,13 +79,12 @@ class Responder:
             exchange.bytes_in, exchange.bytes_out,
         )
         self.traffic.record(service, exchange.status, duration)
-        if not access_log.isEnabledFor(logging.INFO):
+        if not self.access_log.enabled:
             return
         identity = exchange.identity
         index = exchange.header_index
-        access_log.info(
-            "request",
-            extra={
+        self.access_log.write(
+            {
                 "request_id": exchange.request_id,
                 "method": exchange.method,
                 "path": exchange.path or exchange.scope["path"],
@@ -102,5 +99,5 @@ class Responder:
                 "bytes_in": exchange.bytes_in,
                 "bytes_out": exchange.bytes_out,
                 "target": exchange.target[0].label if exchange.target else None,
-            },
+            }
         )

@@ -13,6 +13,7 @@ import logging
 from django.conf import settings
 
 from alerts.hub import AlertHub
+from proxy.accesslog import AccessLog
 from proxy.auth import TokenVerifier
 from proxy.balancer import Balancer
 from proxy.breaker import BreakerRegistry, BreakerState
@@ -52,7 +53,8 @@ class Runtime:
         self.breakers.on_change = self._breaker_changed
         self.balancer = Balancer(self.breakers, metrics)
         self.traffic = TrafficRecorder()
-        self.respond = Responder(metrics, self.traffic)
+        self.access_log = AccessLog(settings.ACCESS_LOG)
+        self.respond = Responder(metrics, self.traffic, self.access_log)
         self.cors = CorsPolicy(settings.CORS_ORIGINS)
         self.client_ips = ClientAddressResolver(settings.TRUSTED_PROXIES)
         self.token_verifier = TokenVerifier(
@@ -106,6 +108,7 @@ class Runtime:
         self._background.append(asyncio.create_task(
             self.alert_hub.run_keepalive(settings.SSE_KEEPALIVE_SECONDS), name="sse-keepalive"
         ))
+        self._background.append(asyncio.create_task(self.access_log.run(), name="access-log"))
         if self.redis is not None:
             from alerts.fanout import relay_redis_alerts
 
@@ -125,6 +128,7 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.watcher.stop()
+        self.access_log.close()
         if self.upstream is not None:
             await self.upstream.close()
         for client in (self.redis, self._pubsub_redis):

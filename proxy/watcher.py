@@ -86,6 +86,18 @@ class ControlPlaneWatcher:
         self._db_failing = False
         self.runtime.control_plane_ok = True
         self.runtime.install(snapshot)
+        if version > snapshot.version:
+            await self._correct_shared_version(snapshot.version)
+
+    async def _correct_shared_version(self, version: int) -> None:
+        """Redis held a version ahead of the database (the database was restored or reset):
+        the database wins, or every instance would rebuild its snapshot on every poll."""
+        if self.runtime.redis is None:
+            return
+        try:
+            await self.runtime.redis.set(prefixed(VERSION_KEY), version)
+        except Exception as exc:
+            logger.debug("could not correct the shared config version: %s", exc)
 
     async def _read_version(self) -> int:
         redis = self.runtime.redis

@@ -108,11 +108,35 @@ def test_two_worker_processes_aggregate(transactional_db, make_service, upstream
     assert sample(text, "gateway_requests_total", service="sales", status_code="200") == 40
 
 
+@pytest.fixture
+def logged_gateway(transactional_db, settings, tmp_path):
+    """A gateway writing its access log to a file, as production does."""
+    from tests.live import GatewayServer
+
+    settings.RATE_LIMIT_DEFAULT = ""
+    settings.ACCESS_LOG = str(tmp_path / "access.log")
+    server = GatewayServer().start()
+    yield server, tmp_path / "access.log"
+    server.stop()
+
+
+def read_lines(path, count: int, timeout: float = 3.0) -> list[dict]:
+    deadline = time.monotonic() + timeout  # lines are flushed every 200 ms
+    while time.monotonic() < deadline:
+        text = path.read_text() if path.exists() else ""
+        lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+        if len(lines) >= count:
+            return lines
+        time.sleep(0.05)
+    pytest.fail(f"expected {count} access log lines in {path}")
+
+
 def test_one_structured_log_line_per_request_without_secrets(
-    gateway, make_service, make_tenant, make_user, bearer, upstream, caplog, transactional_db
+    logged_gateway, make_service, make_tenant, make_user, bearer, upstream
 ):
     from registry.models import ApiKey
 
+    gateway, log_path = logged_gateway
     tenant = make_tenant("acme")
     make_service("sales", targets=[upstream.url], auth_required=True)
     key = ApiKey(tenant=tenant, name="ci")
@@ -121,26 +145,41 @@ def test_one_structured_log_line_per_request_without_secrets(
     headers = bearer(make_user(tenant=tenant))
     gateway.sync()
     token = headers["Authorization"].split()[1]
-    with caplog.at_level(logging.INFO, logger="gateway.access"):
-        httpx.get(f"{gateway.url}/api/v1/sales/echo?q=1", headers={
-            **headers, "Cookie": "sessionid=cookie-secret-value", "User-Agent": "pytest-agent",
-            "X-Request-ID": "trace-me-123",
-        })
-        httpx.get(f"{gateway.url}/api/v1/sales/echo", headers={"X-API-Key": secret})
-        deadline = time.monotonic() + 2  # the line is written just after the response is sent
-        while len([r for r in caplog.records if r.name == "gateway.access"]) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-    records = [r for r in caplog.records if r.name == "gateway.access"]
-    assert len(records) == 2
-    from gateway_project.logs import JsonFormatter
-
-    line = json.loads(JsonFormatter().format(records[0]))
+    httpx.get(f"{gateway.url}/api/v1/sales/echo?q=1", headers={
+        **headers, "Cookie": "sessionid=cookie-secret-value", "User-Agent": "pytest-agent",
+        "X-Request-ID": "trace-me-123",
+    })
+    httpx.get(f"{gateway.url}/api/v1/sales/echo", headers={"X-API-Key": secret})
+    lines = read_lines(log_path, 2)
+    assert len(lines) == 2
+    line = lines[0]
     for field in ("request_id", "method", "path", "service", "status_code", "process_time", "upstream_time",
                   "user_id", "tenant_id", "client_ip", "user_agent"):
         assert field in line, field
     assert line["request_id"] == "trace-me-123"
     assert (line["method"], line["path"], line["service"], line["status_code"]) == ("GET", "/api/v1/sales/echo", "sales", 200)
     assert line["tenant_id"] == "acme" and line["client_ip"] == "127.0.0.1" and line["user_agent"] == "pytest-agent"
-    everything = " ".join(JsonFormatter().format(r) for r in records)
+    assert lines[1]["tenant_id"] == "acme" and lines[1]["user_id"].startswith("apikey:")
+    everything = log_path.read_text()
     for leaked in (token, secret, "cookie-secret-value", "pw-123456789"):
         assert leaked not in everything
+
+
+def test_the_access_log_can_go_through_the_logging_module(transactional_db, settings, make_service, upstream, caplog):
+    from tests.live import GatewayServer
+
+    settings.RATE_LIMIT_DEFAULT = ""
+    settings.ACCESS_LOG = "logging"
+    make_service("sales", targets=[upstream.url])
+    server = GatewayServer().start()
+    try:
+        server.sync()
+        with caplog.at_level(logging.INFO, logger="gateway.access"):
+            httpx.get(f"{server.url}/api/v1/sales/x")
+            deadline = time.monotonic() + 2
+            while not [r for r in caplog.records if r.name == "gateway.access"] and time.monotonic() < deadline:
+                time.sleep(0.01)
+    finally:
+        server.stop()
+    record = next(r for r in caplog.records if r.name == "gateway.access")
+    assert record.path == "/api/v1/sales/x" and record.status_code == 200
