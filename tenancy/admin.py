@@ -3,6 +3,8 @@ external identity providers."""
 
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -12,21 +14,25 @@ from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 from django.db.models import Q
+from django.http import HttpResponse
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
+from django.utils.html import format_html, format_html_join
 
 from alerts.models import NotificationRule
 from proxy.idp import ASYMMETRIC_ALGORITHMS
 from registry.admin import ChoiceListField, ListFieldsMixin, ReadOnlyAdminMixin
 from registry.models import ApiKey
+from tenancy.audit import export_response
 from tenancy.choices import SubscriptionStatus
-from tenancy.models import DemoSession, IdentityProvider, Subscription, Tenant, User
+from tenancy.models import AuditEvent, DemoSession, IdentityProvider, Subscription, Tenant, User
 
 __all__ = ["identity_provider_errors", "tenant_activity"]
 
 RECENT_ACTIVITY_SHOWN = 25
 READ_ONLY_REASON_REQUIRED = "Give a reason: clients see it in the TENANT_READ_ONLY response."
 TOGGLE_TEMPLATE = "admin/tenancy/tenant/toggle_read_only.html"
+EXPORT_ONE_TENANT = "Select one tenant to export its audit trail."
 
 
 def tenant_activity(tenant: Tenant, limit: int = RECENT_ACTIVITY_SHOWN) -> list[LogEntry]:
@@ -133,7 +139,7 @@ class TenantAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ("name",)}
     readonly_fields = ("recent_activity", "created_at", "updated_at")
     inlines = (SubscriptionInline,)
-    actions = ("toggle_read_only",)
+    actions = ("toggle_read_only", "export_audit_trail")
     fieldsets = (
         (None, {"fields": ("name", "slug", "plan", "is_demo")}),
         ("Read-only mode", {"fields": ("read_only", "read_only_reason")}),
@@ -192,6 +198,16 @@ class TenantAdmin(admin.ModelAdmin):
         else:
             message = "Turned read-only off" + (f": {reason}" if reason else ".")
         self.log_change(request, tenant, message)
+
+    @admin.action(description="Export audit trail (JSON)", permissions=["audit"])
+    def export_audit_trail(self, request, queryset) -> HttpResponse | None:
+        if queryset.count() != 1:
+            self.message_user(request, EXPORT_ONE_TENANT, messages.WARNING)
+            return None
+        return export_response(queryset.get())
+
+    def has_audit_permission(self, request) -> bool:
+        return request.user.has_perm("tenancy.view_auditevent")
 
 
 def _toggle_summary(tenants: list[Tenant]) -> str:
@@ -379,3 +395,41 @@ class IdentityProviderAdmin(ListFieldsMixin, admin.ModelAdmin):
     def verification(self, provider: IdentityProvider) -> str:
         methods = {"JWKS": provider.jwks_url, "introspection": provider.introspection_url}
         return " + ".join(name for name, url in methods.items() if url) or "-"
+
+
+# --- Audit trail --------------------------------------------------------------------------
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """Written by the gateway on every audited change: nobody adds, edits or deletes events."""
+
+    list_display = (
+        "created_at", "source", "action", "model", "object_repr", "tenant_slug", "actor_repr",
+    )  # fmt: skip
+    list_filter = (("tenant", admin.RelatedOnlyFieldListFilter), "model", "action", "source")
+    search_fields = ("object_repr", "object_id", "actor_repr", "tenant_slug", "request_id")
+    date_hierarchy = "created_at"
+    fields = (
+        "created_at", "source", "action", "model", "object_id", "object_repr", "tenant",
+        "tenant_slug", "actor", "actor_repr", "request_id", "changes_table",
+    )  # fmt: skip
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Changes (before, after)")
+    def changes_table(self, event: AuditEvent) -> str:
+        rows = format_html_join(
+            "", "<tr><th>{}</th><td>{}</td><td>{}</td></tr>",
+            ((name, json.dumps(before), json.dumps(after))
+             for name, (before, after) in event.changes.items()),
+        )  # fmt: skip
+        return format_html("<table><tbody>{}</tbody></table>", rows)

@@ -3,24 +3,70 @@
 from __future__ import annotations
 
 from django.contrib.admin.models import CHANGE
+from django.http import HttpResponse
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import extend_schema
+from rest_framework import filters, mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from registry.api.views import ManagementViewSet, QueryFilter, record_change
+from registry.api.views import (
+    ManagementViewSet,
+    NotFoundProblemMixin,
+    QueryFilter,
+    QueryParamFilterBackend,
+    record_change,
+)
 from tenancy.api.serializers import (
     IdentityProviderSerializer,
     ReadOnlyToggleSerializer,
     SubscriptionSerializer,
     TenantSerializer,
 )
+from tenancy.audit import (
+    AUDITED_MODEL_LABELS,
+    AuditAction,
+    AuditSource,
+    event_record,
+    export_response,
+)
 from tenancy.choices import Plan, SubscriptionStatus
-from tenancy.models import IdentityProvider, Subscription, Tenant
+from tenancy.models import AuditEvent, IdentityProvider, Subscription, Tenant
 
-__all__ = ["IdentityProviderViewSet", "SubscriptionViewSet", "TenantViewSet"]
+__all__ = ["AuditEventViewSet", "IdentityProviderViewSet", "SubscriptionViewSet", "TenantViewSet"]
+
+
+# --- Audit trail bodies (the export's own shape: see tenancy.audit.event_record) ----------
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    """An audit event exactly as the JSON export shows it; the fields document the schema."""
+
+    actor = serializers.CharField(source="actor_repr", help_text="Username, anonymous or system.")
+    actor_id = serializers.IntegerField(allow_null=True)
+    tenant = serializers.CharField(source="tenant_slug", help_text="Slug when it changed.")
+    changes = serializers.DictField(
+        child=serializers.ListField(), help_text="field -> [before, after]; secrets <redacted>."
+    )
+
+    class Meta:
+        model = AuditEvent
+        fields = (
+            "id", "created_at", "actor", "actor_id", "source", "action", "model", "object_id",
+            "object_repr", "tenant", "changes", "request_id",
+        )  # fmt: skip
+        read_only_fields = fields
+
+    def to_representation(self, event: AuditEvent) -> dict:
+        return event_record(event)
+
+
+class AuditExportSerializer(serializers.Serializer):
+    tenant = serializers.CharField()
+    exported_at = serializers.DateTimeField()
+    events = AuditEventSerializer(many=True, help_text="Oldest first.")
 
 
 @extend_schema(tags=["tenants"])
@@ -63,6 +109,12 @@ class TenantViewSet(ManagementViewSet):
         record_change(request, tenant, CHANGE, message)
         return Response(TenantSerializer(tenant, context=self.get_serializer_context()).data)
 
+    @extend_schema(request=None, responses=AuditExportSerializer)
+    @action(detail=True, methods=["get"], serializer_class=AuditExportSerializer)
+    def audit(self, request: Request, pk=None) -> HttpResponse:
+        """The tenant's audit trail as a JSON download, oldest first (GDPR access requests)."""
+        return export_response(self.get_object())
+
 
 @extend_schema(tags=["subscriptions"])
 class SubscriptionViewSet(ManagementViewSet):
@@ -91,6 +143,27 @@ class IdentityProviderViewSet(ManagementViewSet):
     }
     search_fields = ("name", "issuer", "client_id", "audience")
     ordering_fields = ("name", "issuer", "created_at", "updated_at")
+
+
+@extend_schema(tags=["audit-events"])
+class AuditEventViewSet(
+    NotFoundProblemMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Every audited change (admin, API, system), newest first; written by the gateway only."""
+
+    queryset = AuditEvent.objects.all()
+    serializer_class = AuditEventSerializer
+    filter_backends = (QueryParamFilterBackend, filters.SearchFilter, filters.OrderingFilter)
+    query_filters = {
+        "tenant": QueryFilter(
+            "tenant_slug", description="Events of the tenant with this slug (kept after deletion)."
+        ),
+        "model": QueryFilter("model", choices=AUDITED_MODEL_LABELS),
+        "action": QueryFilter("action", choices=tuple(AuditAction.values)),
+        "source": QueryFilter("source", choices=tuple(AuditSource.values)),
+    }
+    search_fields = ("object_repr", "object_id", "actor_repr", "request_id")
+    ordering_fields = ("created_at",)
 
 
 # --- OpenAPI: the gateway's authentication classes ---------------------------------------
