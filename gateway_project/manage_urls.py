@@ -20,6 +20,7 @@ _ROOT_ENTRIES = {
     "tenants": "tenancy-api:tenant-list",
     "subscriptions": "tenancy-api:subscription-list",
     "identity-providers": "tenancy-api:identity-provider-list",
+    "audit-events": "tenancy-api:auditevent-list",
     "notification-rules": "alerts-api:notificationrule-list",
     "alerts": "alerts-api:alert-list",
 }

@@ -38,6 +38,9 @@ MANAGEMENT_OPERATIONS = {
     "/api/manage/notification-rules/{id}/": {"get", "put", "patch", "delete"},
     "/api/manage/identity-providers/": {"get", "post"},
     "/api/manage/identity-providers/{id}/": {"get", "put", "patch", "delete"},
+    "/api/manage/audit-events/": {"get"},
+    "/api/manage/audit-events/{id}/": {"get"},
+    "/api/manage/tenants/{id}/audit/": {"get"},
     "/api/manage/alerts/": {"get"},
     "/api/manage/alerts/{id}/": {"get"},
 }

@@ -24,7 +24,7 @@ MANAGE = "/api/manage"
 ROOT_ENTRIES = (
     "services", "targets", "service-versions", "rate-policies", "api-keys", "circuit-breakers",
     "health", "config",
-    "tenants", "subscriptions", "identity-providers", "notification-rules", "alerts",
+    "tenants", "subscriptions", "identity-providers", "audit-events", "notification-rules", "alerts",
 )  # fmt: skip
 METADATA_URL = "http://169.254.169.254/latest/meta-data"
 
