@@ -32,7 +32,7 @@ class Balancer:
             candidates = [t for t in candidates if t.id not in exclude] or candidates
         available = []
         for target in candidates:
-            breaker = self.breakers.get(target.id, f"{service.slug}/{target.id}", service.breaker)
+            breaker = self.breakers.get(target.id, service.slug, service.breaker)
             if breaker.is_available():
                 available.append((target, breaker))
         if not available:
@@ -64,7 +64,7 @@ class Balancer:
 
     def _circuit_open(self, service: ServiceEntry, candidates) -> Rejection:
         waits = [
-            self.breakers.get(t.id, f"{service.slug}/{t.id}", service.breaker).time_until_retry()
+            self.breakers.get(t.id, service.slug, service.breaker).time_until_retry()
             for t in candidates
         ]
         retry_after = max(1, math.ceil(min(waits, default=service.breaker.recovery_timeout)))

@@ -169,10 +169,10 @@ class BreakerRegistry:
         self._reset_marks: dict[int, float | None] = {}
         self.on_change = None
 
-    def get(self, target_id: int, key: str, settings: BreakerSettings) -> CircuitBreaker:
+    def get(self, target_id: int, service_slug: str, settings: BreakerSettings) -> CircuitBreaker:
         breaker = self._breakers.get(target_id)
         if breaker is None:
-            breaker = CircuitBreaker(key, settings, on_change=self.on_change)
+            breaker = CircuitBreaker(f"{service_slug}/{target_id}", settings, on_change=self.on_change)
             self._breakers[target_id] = breaker
         elif breaker.settings is not settings and breaker.settings != settings:
             breaker.settings = settings

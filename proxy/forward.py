@@ -85,6 +85,8 @@ def apply_transforms(headers: list[tuple[str, str]], transforms, protected) -> l
 
 def _clean(value: str) -> str:
     """Identity values come from verified claims, but a header must never carry CR/LF/NUL."""
+    if value.isprintable():  # the common case, checked in C
+        return value
     return "".join(ch for ch in value if ch >= " " and ch != "\x7f")
 
 

@@ -6,6 +6,7 @@ the upstream can never disagree about which resource was asked for.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote_to_bytes
 
 from proxy.exchange import Exchange, Rejection
@@ -16,7 +17,7 @@ MAX_HEADER_COUNT = 100
 MAX_HEADER_BYTES = 16 * 1024
 # Encoded '/', '\' and NUL change a path's segments after decoding; ';' starts the
 # path parameters some servers strip (`/..;/` tricks); a raw '\' is a separator on some.
-_FORBIDDEN_RAW = (b"%2f", b"%5c", b"%00", b"\\", b"\x00", b";")
+_FORBIDDEN_RAW = re.compile(rb"%2f|%5c|%00|\\|\x00|;", re.IGNORECASE)
 _DOT_SEGMENTS = (b".", b"..")
 
 
@@ -26,12 +27,11 @@ def normalize_path(raw_path: bytes) -> tuple[str, bool]:
     Segments keep their original percent-encoding; only their decoded value decides
     whether they are dot segments (`%2e%2e` is `..`).
     """
-    lowered = raw_path.lower()
-    if any(token in lowered for token in _FORBIDDEN_RAW):
+    if _FORBIDDEN_RAW.search(raw_path):
         raise Rejection("INVALID_REQUEST", "The path contains an encoded slash, backslash, NUL or ';'.")
     if not raw_path.startswith(b"/"):
         raise Rejection("INVALID_REQUEST", "The request target must be an absolute path.")
-    if b"//" not in raw_path and b"." not in raw_path and b"%2e" not in lowered:
+    if b"//" not in raw_path and b"." not in raw_path and b"%2e" not in raw_path.lower():
         return raw_path.decode("latin-1"), False  # the common case: nothing to resolve
     resolved: list[bytes] = []
     had_dots = False

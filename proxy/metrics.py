@@ -7,12 +7,56 @@ Works in prometheus_client's multiprocess mode when PROMETHEUS_MULTIPROC_DIR is 
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = ["GatewayMetrics", "metrics"]
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _SIZE_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216)
+
+
+class _Observations:
+    """Per-request numbers for one (method, service, status), added up between flushes.
+
+    prometheus_client takes a lock (or, in multiprocess mode, writes an mmap) for every
+    increment: seven per request. Plain integer additions on the event loop instead, pushed
+    into the collectors once a second, keep /metrics at most a second behind.
+    """
+
+    __slots__ = ("count", "duration", "upstream", "size_in", "size_out")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.duration = _Distribution(_LATENCY_BUCKETS)
+        self.upstream = _Distribution(_LATENCY_BUCKETS)
+        self.size_in = _Distribution(_SIZE_BUCKETS)
+        self.size_out = _Distribution(_SIZE_BUCKETS)
+
+
+class _Distribution:
+    __slots__ = ("bounds", "buckets", "total")
+
+    def __init__(self, bounds: tuple) -> None:
+        self.bounds = bounds
+        self.buckets = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def add(self, value: float) -> None:
+        self.buckets[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def flush_into(self, histogram_child) -> None:
+        """Add the counts to a prometheus Histogram child (its per-bucket values, not cumulative)."""
+        if not any(self.buckets):
+            return
+        for index, count in enumerate(self.buckets):
+            if count:
+                histogram_child._buckets[index].inc(count)
+        histogram_child._sum.inc(self.total)
+        self.buckets = [0] * len(self.buckets)
+        self.total = 0.0
 
 
 class GatewayMetrics:
@@ -85,7 +129,7 @@ class GatewayMetrics:
         )
         self._auth_ok = self.auth_attempts.labels("success")
         self._auth_failed = self.auth_attempts.labels("failure")
-        self._children: dict[tuple, tuple] = {}
+        self._pending: dict[tuple[str, str, int], _Observations] = {}
 
     def count_auth(self, ok: bool) -> None:
         (self._auth_ok if ok else self._auth_failed).inc()
@@ -95,24 +139,25 @@ class GatewayMetrics:
         size_in: int, size_out: int,
     ) -> None:
         key = (method, service, status)
-        children = self._children.get(key)
-        if children is None:
-            children = (
-                self.requests.labels(method, service, str(status)),
-                self.request_duration.labels(method, service),
-                self.upstream_duration.labels(service),
-                self.request_size.labels(service),
-                self.response_size.labels(service),
-            )
-            if len(self._children) < 10_000:
-                self._children[key] = children
-        requests, request_duration, upstream_duration, request_size, response_size = children
-        requests.inc()
-        request_duration.observe(duration)
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = self._pending[key] = _Observations()
+        pending.count += 1
+        pending.duration.add(duration)
         if upstream:
-            upstream_duration.observe(upstream)
-        request_size.observe(size_in)
-        response_size.observe(size_out)
+            pending.upstream.add(upstream)
+        pending.size_in.add(size_in)
+        pending.size_out.add(size_out)
+
+    def flush(self) -> None:
+        """Push the added-up request observations into the Prometheus collectors."""
+        pending, self._pending = self._pending, {}
+        for (method, service, status), seen in pending.items():
+            self.requests.labels(method, service, str(status)).inc(seen.count)
+            seen.duration.flush_into(self.request_duration.labels(method, service))
+            seen.upstream.flush_into(self.upstream_duration.labels(service))
+            seen.size_in.flush_into(self.request_size.labels(service))
+            seen.size_out.flush_into(self.response_size.labels(service))
 
 
 metrics = GatewayMetrics()

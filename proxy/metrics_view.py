@@ -43,8 +43,30 @@ def _registry():
     return REGISTRY
 
 
+def _flush_on_the_event_loop() -> None:
+    """Bring this process's buffered request observations in; they belong to the data plane's
+    loop, so the flush runs there (the view runs in a worker thread)."""
+    import asyncio
+
+    from proxy.runtime import active_runtime
+
+    runtime = active_runtime()
+    loop = getattr(runtime, "loop", None)
+    if loop is None or not loop.is_running():
+        return
+
+    async def flush() -> None:
+        runtime.metrics.flush()
+
+    try:
+        asyncio.run_coroutine_threadsafe(flush(), loop).result(timeout=1)
+    except Exception:  # a busy loop: the periodic flush brings them within a second anyway
+        pass
+
+
 def metrics_view(request):
     if not _allowed(request):
         response = problem_response(request, "AUTH_ERROR", "Metrics need the scrape token or an allowed network.")
         return response
+    _flush_on_the_event_loop()
     return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)

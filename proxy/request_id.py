@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
+import random
 import re
-import uuid
 
 __all__ = ["accept_request_id", "continue_traceparent", "new_request_id"]
 
@@ -15,8 +14,17 @@ _ZERO_TRACE = b"0" * 32
 _ZERO_SPAN = b"0" * 16
 
 
+# Ids and trace ids need uniqueness, not secrecy: Mersenne Twister bits avoid a getrandom()
+# syscall per request (W3C Trace Context asks for random, not cryptographic, trace ids).
+_bits = random.SystemRandom().getrandbits(64)
+_random = random.Random(_bits)
+
+
 def new_request_id() -> str:
-    return str(uuid.uuid4())
+    """A UUID4 string (version nibble 4, RFC 4122 variant), without building a UUID object."""
+    bits = _random.getrandbits(128)
+    h = "%032x" % bits
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[bits & 3]}{h[17:20]}-{h[20:]}"
 
 
 def accept_request_id(raw: bytes | None) -> str:
@@ -28,9 +36,9 @@ def accept_request_id(raw: bytes | None) -> str:
 
 def continue_traceparent(raw: bytes | None) -> bytes:
     """A traceparent for the upstream hop: same trace, new parent id (ours); new trace if none."""
-    span = os.urandom(8).hex().encode()
+    span = b"%016x" % (_random.getrandbits(64) or 1)
     if raw:
         match = _TRACEPARENT_RE.match(raw.strip())
         if match and match.group(1) != _ZERO_TRACE and match.group(2) != _ZERO_SPAN:
             return b"00-" + match.group(1) + b"-" + span + b"-" + match.group(3)
-    return b"00-" + os.urandom(16).hex().encode() + b"-" + span + b"-01"
+    return b"00-%032x-" % (_random.getrandbits(128) or 1) + span + b"-01"

@@ -32,6 +32,7 @@ __all__ = ["Runtime", "active_runtime"]
 logger = logging.getLogger("gateway.runtime")
 
 _active: Runtime | None = None
+METRICS_FLUSH_SECONDS = 1.0
 
 
 def active_runtime() -> Runtime | None:
@@ -75,6 +76,7 @@ class Runtime:
         self.alert_hub = AlertHub(event_order)
         self._background: list[asyncio.Task] = []
         self._started: asyncio.Future | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -88,6 +90,7 @@ class Runtime:
 
     async def _start(self) -> None:
         global _active
+        self.loop = asyncio.get_running_loop()
         from proxy.ratelimit import RateLimiter
         from proxy.upstream import create_upstream_client
 
@@ -109,6 +112,7 @@ class Runtime:
             self.alert_hub.run_keepalive(settings.SSE_KEEPALIVE_SECONDS), name="sse-keepalive"
         ))
         self._background.append(asyncio.create_task(self.access_log.run(), name="access-log"))
+        self._background.append(asyncio.create_task(self._flush_metrics(), name="metrics-flush"))
         if self.redis is not None:
             from alerts.fanout import relay_redis_alerts
 
@@ -119,6 +123,11 @@ class Runtime:
         _active = self
         self.ready = True
         logger.info("data plane ready", extra={"config_version": self.snapshot.version})
+
+    async def _flush_metrics(self) -> None:
+        while True:
+            await asyncio.sleep(METRICS_FLUSH_SECONDS)
+            self.metrics.flush()
 
     async def shutdown(self) -> None:
         global _active

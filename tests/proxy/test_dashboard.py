@@ -75,7 +75,7 @@ def data_plane(monkeypatch):
 
 def open_breaker(runtime: Runtime, target_id: int) -> None:
     breaker = runtime.breakers.get(
-        target_id, f"orders/{target_id}", BreakerSettings(failure_threshold=2, minimum_throughput=2)
+        target_id, "orders", BreakerSettings(failure_threshold=2, minimum_throughput=2)
     )
     for _ in range(2):
         breaker.acquire()

@@ -519,7 +519,7 @@ def test_circuit_breakers_show_each_target_with_its_breaker_state(
 ):
     closed = Target.objects.create(service=service, url="http://127.0.0.1:9002")
     breaker = fresh_breakers.get(
-        target.pk, target.url, BreakerSettings(failure_threshold=2, minimum_throughput=2)
+        target.pk, "sales", BreakerSettings(failure_threshold=2, minimum_throughput=2)
     )
     breaker.record_failure()
     breaker.record_failure()
