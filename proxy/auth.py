@@ -74,11 +74,11 @@ class TokenVerifier:
         if identity is not None:
             if identity.expires_at + self._leeway > now:
                 if self._metrics:
-                    self._metrics.auth_cache_hits.inc()
+                    self._metrics.count_token_cache(hit=True)
                 return identity
             del self._cache[token]
         if self._metrics:
-            self._metrics.auth_cache_misses.inc()
+            self._metrics.count_token_cache(hit=False)
         identity = self._decode(token)
         if identity is not None:
             if len(self._cache) >= _TOKEN_CACHE_LIMIT:

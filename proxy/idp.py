@@ -501,7 +501,7 @@ class ExternalTokenVerifier:
     def _count_cache(self, hit: bool) -> None:
         metrics = getattr(self._runtime, "metrics", None)
         if metrics is not None:
-            (metrics.auth_cache_hits if hit else metrics.auth_cache_misses).inc()
+            metrics.count_token_cache(hit=hit)
 
 
 def _client_credentials(provider: IdentityProviderEntry) -> httpx.BasicAuth:

@@ -130,9 +130,14 @@ class GatewayMetrics:
         self._auth_ok = self.auth_attempts.labels("success")
         self._auth_failed = self.auth_attempts.labels("failure")
         self._pending: dict[tuple[str, str, int], _Observations] = {}
+        # [successes, failures, token-cache hits, misses] since the last flush
+        self._auth_counts = [0, 0, 0, 0]
 
     def count_auth(self, ok: bool) -> None:
-        (self._auth_ok if ok else self._auth_failed).inc()
+        self._auth_counts[0 if ok else 1] += 1
+
+    def count_token_cache(self, hit: bool) -> None:
+        self._auth_counts[2 if hit else 3] += 1
 
     def observe_request(
         self, method: str, service: str, status: int, duration: float, upstream: float,
@@ -152,6 +157,12 @@ class GatewayMetrics:
     def flush(self) -> None:
         """Push the added-up request observations into the Prometheus collectors."""
         pending, self._pending = self._pending, {}
+        counts, self._auth_counts = self._auth_counts, [0, 0, 0, 0]
+        for counter, count in zip(
+            (self._auth_ok, self._auth_failed, self.auth_cache_hits, self.auth_cache_misses), counts, strict=True
+        ):
+            if count:
+                counter.inc(count)
         for (method, service, status), seen in pending.items():
             self.requests.labels(method, service, str(status)).inc(seen.count)
             seen.duration.flush_into(self.request_duration.labels(method, service))

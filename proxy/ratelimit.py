@@ -189,6 +189,7 @@ class RateLimiter:
         self._redis_down_until = 0.0
         self._incident_logged = False
         self._matching_cache: dict = {}
+        self._encoded_args: dict[RatePolicyEntry, list[bytes]] = {}
         self._matching_snapshot = None
         self._member_prefix = os.urandom(6).hex()
         self._member_counter = 0
@@ -199,6 +200,7 @@ class RateLimiter:
         snapshot = self.runtime.snapshot
         if self._matching_snapshot is not snapshot:
             self._matching_cache = {}
+            self._encoded_args = {}
             self._matching_snapshot = snapshot
         identity = exchange.identity
         roles = identity.roles if identity is not None else frozenset()
@@ -252,10 +254,7 @@ class RateLimiter:
         self._member_counter += 1
         args = [f"{self._member_prefix}{self._member_counter}"]
         for _, policy in keyed:
-            args += [
-                "g" if policy.algorithm == GCRA else "s", policy.limit,
-                policy.window_seconds * 1000, policy.burst,
-            ]
+            args += self._script_args(policy)
         try:
             reply = await self._pipe.evalsha(LUA_SCRIPT, self._sha, [key for key, _ in keyed], args)
         except Exception as exc:
@@ -271,6 +270,15 @@ class RateLimiter:
             for i, (_, policy) in enumerate(keyed)
         ]
         self._apply(exchange, checks)
+
+    def _script_args(self, policy: RatePolicyEntry) -> list[bytes]:
+        """The script's four arguments for a policy, encoded once per snapshot."""
+        encoded = self._encoded_args.get(policy)
+        if encoded is None:
+            algorithm = b"g" if policy.algorithm == GCRA else b"s"
+            numbers = (policy.limit, policy.window_seconds * 1000, policy.burst)
+            encoded = self._encoded_args[policy] = [algorithm, *(str(n).encode() for n in numbers)]
+        return encoded
 
     def _redis_failed(self, exc: Exception) -> None:
         self.runtime.metrics.rate_limit_backend_errors.inc()
