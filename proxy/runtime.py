@@ -34,6 +34,7 @@ logger = logging.getLogger("gateway.runtime")
 
 _active: Runtime | None = None
 METRICS_FLUSH_SECONDS = 1.0
+GC_YOUNG_THRESHOLD = 20_000
 
 
 def _freeze_startup_heap() -> None:
@@ -42,6 +43,9 @@ def _freeze_startup_heap() -> None:
     thousands of long-lived objects and stalls the event loop for tens of milliseconds."""
     gc.collect()
     gc.freeze()
+    # Requests make short-lived cycles (futures, tasks, exceptions): collecting the young
+    # generation every 700 allocations (the default) measured ~10% of throughput.
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 50)
 
 
 def active_runtime() -> Runtime | None:
