@@ -131,25 +131,8 @@ def upstream_headers(exchange: Exchange, target) -> list[tuple[str, str]]:
     return headers
 
 
-async def _read_body(exchange: Exchange, length: int) -> bytes:
-    chunks = []
-    received = 0
-    while True:
-        message = await exchange.receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone()
-        chunk = message.get("body", b"")
-        received += len(chunk)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    if received != length:
-        raise Rejection("INVALID_REQUEST", "The body does not match Content-Length.")
-    exchange.bytes_in = received
-    return b"".join(chunks)
-
-
 async def _stream_body(exchange: Exchange, limit: int):
+    """The client's body as it arrives, counted; past `limit` the stream stops (413)."""
     received = 0
     while True:
         message = await exchange.receive()
@@ -165,6 +148,17 @@ async def _stream_body(exchange: Exchange, limit: int):
             yield chunk
         if not message.get("more_body", False):
             return
+
+
+async def _read_body(exchange: Exchange, length: int) -> bytes:
+    """A small declared body, whole (so an idempotent request can be retried)."""
+    try:
+        body = b"".join([chunk async for chunk in _stream_body(exchange, length)])
+    except BodyTooLarge:
+        body = b""
+    if len(body) != length:
+        raise Rejection("INVALID_REQUEST", "The body does not match Content-Length.")
+    return body
 
 
 async def request_body(exchange: Exchange):
