@@ -410,19 +410,6 @@ def run(config: ClusterConfig, stop: threading.Event) -> int:
     return run_services(config, env, front, stop)
 
 
-def _install_signal_handlers() -> threading.Event:
-    stop = threading.Event()
-
-    def request_stop(signum, frame) -> None:
-        if not stop.is_set():
-            print(f"\ncluster: {signal.Signals(signum).name} received, stopping ...", flush=True)
-        stop.set()
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    return stop
-
-
 # --- The Python front (when nginx is not installed) -------------------------------------
 
 
@@ -511,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         _say(f"cannot start: {exc}", error=True)
         return 1
-    return run(config, _install_signal_handlers())
+    return run(config, devrun._install_signal_handlers("cluster"))
 
 
 if __name__ == "__main__":

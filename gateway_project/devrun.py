@@ -291,12 +291,13 @@ def supervise(children: list[Child], stop: threading.Event) -> int:
     return 0
 
 
-def _install_signal_handlers() -> threading.Event:
+def _install_signal_handlers(name: str = "devrun") -> threading.Event:
+    """SIGINT/SIGTERM set the returned event; the supervisor loop then stops its children."""
     stop = threading.Event()
 
     def request_stop(signum, frame) -> None:
         if not stop.is_set():
-            print(f"\ndevrun: {signal.Signals(signum).name} received, stopping ...", flush=True)
+            print(f"\n{name}: {signal.Signals(signum).name} received, stopping ...", flush=True)
         stop.set()
 
     signal.signal(signal.SIGINT, request_stop)
