@@ -9,6 +9,7 @@ clients.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from alerts.hub import CHANNEL_PREFIX, AlertHub
@@ -53,7 +54,5 @@ async def relay_redis_alerts(hub: AlertHub, subscriber_client, run_in_db_thread)
             await asyncio.sleep(delay)
             delay = min(delay * 2, _RECONNECT_MAX_SECONDS)
         finally:
-            try:
+            with contextlib.suppress(Exception):  # the connection is already gone
                 await pubsub.aclose()
-            except Exception:  # noqa: S110 - the connection is already gone
-                pass

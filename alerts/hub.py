@@ -96,7 +96,7 @@ class AlertHub:
 
     def dispatch_message(self, channel: bytes, data: bytes) -> None:
         """A Redis pub/sub message on alerts:tenant:{tenant}."""
-        tenant = channel.decode()[len(CHANNEL_PREFIX):]
+        tenant = channel.decode()[len(CHANNEL_PREFIX) :]
         try:
             message = json.loads(data)
             event_id, event = str(message["id"]), message["event"]

@@ -31,13 +31,12 @@ class Alert(models.Model):
 class NotificationRule(models.Model):
     """Route a tenant's alerts at or above a severity to a channel and destination."""
 
-    tenant = models.ForeignKey(
-        "tenancy.Tenant", on_delete=models.CASCADE, related_name="notification_rules"
-    )
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="notification_rules")
     min_severity = models.CharField(max_length=16, choices=Severity.choices, default=Severity.WARNING)
     channel = models.CharField(max_length=16, choices=Channel.choices)
     destination = models.CharField(
-        max_length=500, blank=True,
+        max_length=500,
+        blank=True,
         help_text="Email address, webhook URL or WhatsApp number (E.164); empty for SSE.",
     )
     enabled = models.BooleanField(default=True)
@@ -64,9 +63,7 @@ class NotificationDelivery(models.Model):
 
     rule = models.ForeignKey(NotificationRule, on_delete=models.CASCADE, related_name="deliveries")
     alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
-    status = models.CharField(
-        max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
-    )
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.CharField(max_length=500, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)

@@ -52,7 +52,7 @@ class DeliveryFailed(Exception):
 
 def retry_delay(attempt: int) -> int:
     """Seconds before attempt `attempt + 1`: 2, 4, 8, 16... capped at five minutes."""
-    return min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS ** attempt)
+    return min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS**attempt)
 
 
 def create_deliveries(alert_id: int) -> list[int]:
@@ -102,27 +102,37 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> None:
 def _send_webhook(delivery: NotificationDelivery) -> None:
     body = json.dumps(_payload(delivery.alert), separators=(",", ":")).encode()
     timestamp = str(int(time.time()))
-    _post(delivery.rule.destination, body, {
-        SIGNATURE_HEADER: webhook_signature(settings.WEBHOOK_SIGNING_SECRET, timestamp, body),
-        TIMESTAMP_HEADER: timestamp,
-        "X-Gateway-Delivery": str(delivery.pk),
-    })
+    _post(
+        delivery.rule.destination,
+        body,
+        {
+            SIGNATURE_HEADER: webhook_signature(settings.WEBHOOK_SIGNING_SECRET, timestamp, body),
+            TIMESTAMP_HEADER: timestamp,
+            "X-Gateway-Delivery": str(delivery.pk),
+        },
+    )
 
 
 def _send_whatsapp(delivery: NotificationDelivery) -> None:
     alert = delivery.alert
-    body = json.dumps({
-        "messaging_product": "whatsapp",
-        "to": delivery.rule.destination.lstrip("+"),
-        "type": "text",
-        "text": {"body": f"[{alert.severity.upper()}] {alert.message}"[:4096]},
-    }).encode()
+    body = json.dumps(
+        {
+            "messaging_product": "whatsapp",
+            "to": delivery.rule.destination.lstrip("+"),
+            "type": "text",
+            "text": {"body": f"[{alert.severity.upper()}] {alert.message}"[:4096]},
+        }
+    ).encode()
     url = f"{settings.WHATSAPP_API_URL.rstrip('/')}/{settings.WHATSAPP_PHONE_NUMBER_ID}/messages"
     headers = {"Authorization": f"Bearer {settings.WHATSAPP_TOKEN}"} if settings.WHATSAPP_TOKEN else {}
     _post(url, body, headers)
 
 
-_SENDERS = {Channel.EMAIL: _send_email, Channel.WEBHOOK: _send_webhook, Channel.WHATSAPP: _send_whatsapp}
+_SENDERS = {
+    Channel.EMAIL: _send_email,
+    Channel.WEBHOOK: _send_webhook,
+    Channel.WHATSAPP: _send_whatsapp,
+}
 
 
 def deliver(delivery_id: int) -> NotificationDelivery:
@@ -138,7 +148,10 @@ def deliver(delivery_id: int) -> NotificationDelivery:
         delivery.status = DeliveryStatus.RETRYING if delivery.attempts < MAX_ATTEMPTS else DeliveryStatus.DEAD
         delivery.save(update_fields=["attempts", "last_error", "status", "updated_at"])
         if delivery.status == DeliveryStatus.DEAD:
-            logger.error("notification dead-lettered", extra={"delivery": delivery.pk, "error": delivery.last_error})
+            logger.error(
+                "notification dead-lettered",
+                extra={"delivery": delivery.pk, "error": delivery.last_error},
+            )
         raise DeliveryFailed(
             delivery.last_error, delivery.attempts, delivery.status == DeliveryStatus.RETRYING
         ) from exc

@@ -44,21 +44,45 @@ class AlertStreamApp:
         request_id = accept_request_id(headers.get(b"x-request-id"))
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         if scope["method"] != "GET":
-            return await self._problem(send, scope, request_id, "METHOD_NOT_ALLOWED",
-                                       "The alert stream is read with GET.", [(b"allow", b"GET")])
+            return await self._problem(
+                send,
+                scope,
+                request_id,
+                "METHOD_NOT_ALLOWED",
+                "The alert stream is read with GET.",
+                [(b"allow", b"GET")],
+            )
         identity = self._authenticate(headers, query)
         if identity is None:
-            return await self._problem(send, scope, request_id, "AUTH_ERROR", AUTH_FAILED,
-                                       [(b"www-authenticate", b'Bearer realm="gateway"')])
+            return await self._problem(
+                send,
+                scope,
+                request_id,
+                "AUTH_ERROR",
+                AUTH_FAILED,
+                [(b"www-authenticate", b'Bearer realm="gateway"')],
+            )
         if not identity.tenant:
-            return await self._problem(send, scope, request_id, "FORBIDDEN",
-                                       "Alert streams belong to a tenant; these credentials have none.")
+            return await self._problem(
+                send,
+                scope,
+                request_id,
+                "FORBIDDEN",
+                "Alert streams belong to a tenant; these credentials have none.",
+            )
         hub = self.runtime.alert_hub
         if hub.count(identity.tenant) >= settings.SSE_MAX_CONNECTIONS_PER_TENANT:
-            return await self._problem(send, scope, request_id, "TOO_MANY_CONNECTIONS",
-                                       "The tenant holds the maximum number of alert streams.")
-        last_id = (headers.get(b"last-event-id", b"").decode("latin-1").strip()
-                   or (query.get("last_event_id") or [""])[0])
+            return await self._problem(
+                send,
+                scope,
+                request_id,
+                "TOO_MANY_CONNECTIONS",
+                "The tenant holds the maximum number of alert streams.",
+            )
+        last_id = (
+            headers.get(b"last-event-id", b"").decode("latin-1").strip()
+            or (query.get("last_event_id") or [""])[0]
+        )
         await self._stream(scope, receive, send, identity.tenant, last_id, headers, request_id)
 
     def _authenticate(self, headers: dict, query: dict):
@@ -93,8 +117,13 @@ class AlertStreamApp:
             response_headers += runtime.cors.headers_for(headers.get(b"origin"))
             response_headers.append((b"x-request-id", request_id.encode()))
             await send({"type": "http.response.start", "status": 200, "headers": response_headers})
-            await send({"type": "http.response.body", "more_body": True,
-                        "body": f"retry: {settings.SSE_RETRY_MS}\n: connected\n\n".encode()})
+            await send(
+                {
+                    "type": "http.response.body",
+                    "more_body": True,
+                    "body": f"retry: {settings.SSE_RETRY_MS}\n: connected\n\n".encode(),
+                }
+            )
             replayed = await self._replay(send, tenant, last_id)
             await self._relay(send, subscription, replayed)
         finally:
@@ -111,7 +140,13 @@ class AlertStreamApp:
         events = await self.runtime.watcher.run_in_db_thread(read_after, tenant, last_id)
         last = event_order(last_id)
         for event_id, event in events:
-            await send({"type": "http.response.body", "body": render_event(event_id, event), "more_body": True})
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": render_event(event_id, event),
+                    "more_body": True,
+                }
+            )
             last = event_order(event_id)
         return last
 
@@ -129,10 +164,19 @@ class AlertStreamApp:
         from proxy.problems import PROBLEM_TYPES
 
         body = problem_bytes(code, detail, scope["path"], request_id)
-        headers = [(b"content-type", b"application/problem+json"),
-                   (b"content-length", str(len(body)).encode()),
-                   (b"x-request-id", request_id.encode()), *extra_headers]
-        await send({"type": "http.response.start", "status": PROBLEM_TYPES[code].status, "headers": headers})
+        headers = [
+            (b"content-type", b"application/problem+json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", request_id.encode()),
+            *extra_headers,
+        ]
+        await send(
+            {
+                "type": "http.response.start",
+                "status": PROBLEM_TYPES[code].status,
+                "headers": headers,
+            }
+        )
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
 

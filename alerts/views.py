@@ -27,7 +27,10 @@ PUBLISH_SCOPE = "alerts:publish"
 
 class AlertsView(generics.ListAPIView):
     authentication_classes = [
-        GatewayJWTAuthentication, ApiKeyAuthentication, TokenAuthentication, SessionAuthentication,
+        GatewayJWTAuthentication,
+        ApiKeyAuthentication,
+        TokenAuthentication,
+        SessionAuthentication,
     ]
     permission_classes = [IsAuthenticated]
     serializer_class = AlertSerializer
@@ -49,8 +52,10 @@ class AlertsView(generics.ListAPIView):
         tenant = self._target_tenant(request, body.validated_data.get("tenant"))
         with transaction.atomic():
             alert = Alert.objects.create(
-                tenant=tenant, severity=body.validated_data["severity"],
-                message=body.validated_data["message"], service=body.validated_data.get("service", ""),
+                tenant=tenant,
+                severity=body.validated_data["severity"],
+                message=body.validated_data["message"],
+                service=body.validated_data.get("service", ""),
             )
             publish_alert(alert)
         return Response(AlertSerializer(alert).data, status=status.HTTP_201_CREATED)

@@ -37,12 +37,25 @@ class ChildProcesses:
     def __init__(self) -> None:
         self.children: list[subprocess.Popen] = []
 
-    def start(self, name: str, command: list[str], env: dict[str, str] | None = None,
-              ready_url: str | None = None, timeout: float = 30, log: Path | None = None) -> subprocess.Popen:
+    def start(
+        self,
+        name: str,
+        command: list[str],
+        env: dict[str, str] | None = None,
+        ready_url: str | None = None,
+        timeout: float = 30,
+        log: Path | None = None,
+    ) -> subprocess.Popen:
         environment = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
         output = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen(command, env=environment, stdout=output, stderr=subprocess.STDOUT,
-                                   cwd=ROOT, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
         process.bench_name = name
         self.children.append(process)
         if ready_url:

@@ -25,7 +25,9 @@ def main() -> None:
         for attempt in range(ATTEMPTS):
             slug = f"prop-{os.getpid()}-{attempt}"
             started = time.perf_counter()
-            service = Service.objects.create(name=slug, slug=slug, path_prefix=f"/api/v1/{slug}", auth_required=False)
+            service = Service.objects.create(
+                name=slug, slug=slug, path_prefix=f"/api/v1/{slug}", auth_required=False
+            )
             Target.objects.create(service=service, url=upstream)
             while client.get(f"{gateway}/api/v1/{slug}/x").status_code != 200:
                 if time.perf_counter() - started > 10:
@@ -35,8 +37,15 @@ def main() -> None:
             service.delete()
             time.sleep(0.2)
     timings.sort()
-    print(json.dumps({"samples_ms": [round(t, 1) for t in timings], "median_ms": round(timings[len(timings) // 2], 1),
-                      "max_ms": round(timings[-1], 1)}))
+    print(
+        json.dumps(
+            {
+                "samples_ms": [round(t, 1) for t in timings],
+                "median_ms": round(timings[len(timings) // 2], 1),
+                "max_ms": round(timings[-1], 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,14 @@ def build(upstream: str):
             body += message.get("body", b"")
             more = message.get("more_body", False)
         headers = [(k.decode(), v.decode()) for k, v in scope["headers"] if k not in _HOP]
-        url = upstream + scope["raw_path"].decode() + ("?" + scope["query_string"].decode() if scope["query_string"] else "")
-        async with state["session"].request(scope["method"], url, headers=headers, data=body or None) as response:
+        url = (
+            upstream
+            + scope["raw_path"].decode()
+            + ("?" + scope["query_string"].decode() if scope["query_string"] else "")
+        )
+        async with state["session"].request(
+            scope["method"], url, headers=headers, data=body or None
+        ) as response:
             payload = await response.read()
             out = [(k.lower(), v) for k, v in response.raw_headers if k.lower() not in _HOP]
         await send({"type": "http.response.start", "status": response.status, "headers": out})
@@ -53,8 +59,15 @@ def main() -> None:
     args = parser.parse_args()
     from gateway_project.serve import bind
 
-    config = uvicorn.Config(build(args.upstream), loop="uvloop", http="httptools", lifespan="on",
-                            access_log=False, log_level="warning", server_header=False)
+    config = uvicorn.Config(
+        build(args.upstream),
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+    )
     uvicorn.Server(config).run(sockets=[bind("127.0.0.1", args.port)])
 
 

@@ -36,8 +36,11 @@ def parse_args(argv):
     parser.add_argument("--seconds", type=float, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, help="interleaved rounds per scenario")
     parser.add_argument("--sse-clients", type=int, help="concurrent SSE clients (default 10000)")
-    parser.add_argument("--save-reference", action="store_true",
-                        help="also write bench/results/reference.{json,png} (the committed set)")
+    parser.add_argument(
+        "--save-reference",
+        action="store_true",
+        help="also write bench/results/reference.{json,png} (the committed set)",
+    )
     args = parser.parse_args(argv)
     args.seconds = args.seconds or (2 if args.quick else 5)
     args.rounds = args.rounds or (2 if args.quick else 3)
@@ -82,8 +85,14 @@ def machine() -> dict:
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "cpu_model": next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                           if line.startswith("model name")), "unknown"),
+        "cpu_model": next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in open("/proc/cpuinfo")
+                if line.startswith("model name")
+            ),
+            "unknown",
+        ),
     }
 
 
@@ -95,15 +104,33 @@ def start_peers(children: ChildProcesses, log: Path) -> dict:
     urls = {}
     if nginx_available():
         config = write_nginx_config(SCRATCH / "nginx", upstream_port, nginx_proxy_port)
-        children.start("nginx", nginx_command(config), ready_url=f"http://127.0.0.1:{upstream_port}/", log=log)
+        children.start(
+            "nginx", nginx_command(config), ready_url=f"http://127.0.0.1:{upstream_port}/", log=log
+        )
         urls["nginx-proxy"] = f"http://127.0.0.1:{nginx_proxy_port}/api/v1/open/items"
     else:
-        children.start("upstream", [PYTHON, "-m", "bench.upstream_app", "--port", str(upstream_port)],
-                       ready_url=f"http://127.0.0.1:{upstream_port}/", log=log)
+        children.start(
+            "upstream",
+            [PYTHON, "-m", "bench.upstream_app", "--port", str(upstream_port)],
+            ready_url=f"http://127.0.0.1:{upstream_port}/",
+            log=log,
+        )
     upstream = f"http://127.0.0.1:{upstream_port}"
     urls["upstream"] = upstream
-    children.start("reference", [PYTHON, "-m", "bench.reference_proxy", "--port", str(reference_port),
-                                 "--upstream", upstream], ready_url=f"http://127.0.0.1:{reference_port}/", log=log)
+    children.start(
+        "reference",
+        [
+            PYTHON,
+            "-m",
+            "bench.reference_proxy",
+            "--port",
+            str(reference_port),
+            "--upstream",
+            upstream,
+        ],
+        ready_url=f"http://127.0.0.1:{reference_port}/",
+        log=log,
+    )
     urls["reference-proxy"] = f"http://127.0.0.1:{reference_port}/api/v1/open/items"
     return urls
 
@@ -111,8 +138,11 @@ def start_peers(children: ChildProcesses, log: Path) -> dict:
 def start_gateway(children, name: str, env: dict, log: Path, workers: int = 1) -> tuple[str, object]:
     port = free_port()
     process = children.start(
-        name, [PYTHON, "-m", "gateway_project.serve", "--port", str(port), "--workers", str(workers)],
-        env=env, ready_url=f"http://127.0.0.1:{port}/health/live", log=log,
+        name,
+        [PYTHON, "-m", "gateway_project.serve", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        ready_url=f"http://127.0.0.1:{port}/health/live",
+        log=log,
     )
     return f"http://127.0.0.1:{port}", process
 
@@ -130,7 +160,10 @@ def scenarios_for(args, peers: dict, gateways: dict, token: str) -> dict:
     scenarios["gateway-full-no-ratelimit"] = (gateways["full"] + "/api/v1/nolimit/items", auth)
     scenarios["gateway-full-cached"] = (gateways["full"] + "/api/v1/cached/items", auth)
     if "full-2-workers" in gateways:
-        scenarios["gateway-full-2-workers"] = (gateways["full-2-workers"] + "/api/v1/bench/items", auth)
+        scenarios["gateway-full-2-workers"] = (
+            gateways["full-2-workers"] + "/api/v1/bench/items",
+            auth,
+        )
     if "httpx" in gateways:
         scenarios["gateway-minimal-httpx"] = (gateways["httpx"] + "/api/v1/open/items", {})
     return scenarios
@@ -138,15 +171,18 @@ def scenarios_for(args, peers: dict, gateways: dict, token: str) -> dict:
 
 def measure(scenarios: dict, connections: int, seconds: float, rounds: int) -> dict:
     samples: dict[str, list[dict]] = {name: [] for name in scenarios}
-    for name, (url, headers) in scenarios.items():  # warm-up: pools, token cache, JIT-free but cold caches
+    for url, headers in scenarios.values():  # warm-up: connection pools and the token cache
         run_wrk(url, connections, 1, headers)
     for round_index in range(rounds):
         for name, (url, headers) in scenarios.items():
             result = run_wrk(url, connections, seconds, headers)
             samples[name].append(result)
-            print(f"  c{connections} round {round_index + 1}/{rounds} {name:28s} {result['rps']:>10,.0f} req/s"
-                  f"  p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms"
-                  + (f"  NON-2XX {result['non_2xx']}" if result["non_2xx"] else ""), flush=True)
+            print(
+                f"  c{connections} round {round_index + 1}/{rounds} {name:28s} {result['rps']:>10,.0f} req/s"
+                f"  p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms"
+                + (f"  NON-2XX {result['non_2xx']}" if result["non_2xx"] else ""),
+                flush=True,
+            )
     return {
         name: {
             "rps": round(statistics.median(r["rps"] for r in runs), 1),
@@ -163,12 +199,22 @@ def ratios(results: dict) -> dict:
     s = results["scenarios"]
     out = {}
     if "gateway-full" in s and "reference-proxy" in s:
-        out["gateway_full_over_reference_rps"] = round(s["gateway-full"]["c64"]["rps"] / s["reference-proxy"]["c64"]["rps"], 3)
-        out["gateway_minimal_over_reference_rps"] = round(s["gateway-minimal"]["c64"]["rps"] / s["reference-proxy"]["c64"]["rps"], 3)
+        out["gateway_full_over_reference_rps"] = round(
+            s["gateway-full"]["c64"]["rps"] / s["reference-proxy"]["c64"]["rps"], 3
+        )
+        out["gateway_minimal_over_reference_rps"] = round(
+            s["gateway-minimal"]["c64"]["rps"] / s["reference-proxy"]["c64"]["rps"], 3
+        )
     if "nginx-proxy" in s:
-        out["gateway_full_over_nginx_rps"] = round(s["gateway-full"]["c64"]["rps"] / s["nginx-proxy"]["c64"]["rps"], 3)
-    out["added_p50_ms_full_at_c1"] = round(s["gateway-full"]["c1"]["p50_ms"] - s["upstream-direct"]["c1"]["p50_ms"], 3)
-    out["added_p50_ms_minimal_at_c1"] = round(s["gateway-minimal"]["c1"]["p50_ms"] - s["upstream-direct"]["c1"]["p50_ms"], 3)
+        out["gateway_full_over_nginx_rps"] = round(
+            s["gateway-full"]["c64"]["rps"] / s["nginx-proxy"]["c64"]["rps"], 3
+        )
+    out["added_p50_ms_full_at_c1"] = round(
+        s["gateway-full"]["c1"]["p50_ms"] - s["upstream-direct"]["c1"]["p50_ms"], 3
+    )
+    out["added_p50_ms_minimal_at_c1"] = round(
+        s["gateway-minimal"]["c1"]["p50_ms"] - s["upstream-direct"]["c1"]["p50_ms"], 3
+    )
     full, nolimit = s["gateway-full"]["c64"]["rps"], s["gateway-full-no-ratelimit"]["c64"]["rps"]
     out["rate_limit_cost_us_per_request"] = round((1 / full - 1 / nolimit) * 1e6, 1)
     if "gateway-full-cached" in s:
@@ -176,16 +222,22 @@ def ratios(results: dict) -> dict:
     if "gateway-full-2-workers" in s:
         out["two_workers_over_one_rps"] = round(s["gateway-full-2-workers"]["c64"]["rps"] / full, 3)
     if "gateway-minimal-httpx" in s:
-        out["aiohttp_over_httpx_rps"] = round(s["gateway-minimal"]["c64"]["rps"] / s["gateway-minimal-httpx"]["c64"]["rps"], 3)
+        out["aiohttp_over_httpx_rps"] = round(
+            s["gateway-minimal"]["c64"]["rps"] / s["gateway-minimal-httpx"]["c64"]["rps"], 3
+        )
     return out
 
 
 def print_table(results: dict) -> None:
-    print("\n%-28s %12s %10s %10s %10s %10s" % ("scenario", "req/s c64", "p50 c64", "p99 c64", "p50 c1", "p99 c1"))
+    print(
+        f"\n{'scenario':28s} {'req/s c64':>12s} {'p50 c64':>10s} {'p99 c64':>10s} {'p50 c1':>10s} {'p99 c1':>10s}"
+    )
     for name, data in results["scenarios"].items():
         c64, c1 = data["c64"], data["c1"]
-        print("%-28s %12s %9.2fms %9.2fms %9.3fms %9.3fms" % (
-            name, f"{c64['rps']:,.0f}", c64["p50_ms"], c64["p99_ms"], c1["p50_ms"], c1["p99_ms"]))
+        print(
+            f"{name:28s} {c64['rps']:>12,.0f} {c64['p50_ms']:>8.2f}ms {c64['p99_ms']:>8.2f}ms"
+            f" {c1['p50_ms']:>8.3f}ms {c1['p99_ms']:>8.3f}ms"
+        )
     print("\nratios:")
     for key, value in results["ratios"].items():
         print(f"  {key:40s} {value}")
@@ -198,7 +250,9 @@ def print_table(results: dict) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if not wrk_available():
-        print("make bench needs wrk: sudo apt-get install wrk   (nginx is optional: sudo apt-get install nginx)")
+        print(
+            "make bench needs wrk: sudo apt-get install wrk   (nginx is optional: sudo apt-get install nginx)"
+        )
         return 2
     raise_fd_limit()
     shutil.rmtree(SCRATCH, ignore_errors=True)
@@ -211,8 +265,14 @@ def main(argv=None) -> int:
     try:
         peers = start_peers(children, log)
         base = gateway_env(None)
-        setup = subprocess.run([PYTHON, "-m", "bench.setup_registry", peers["upstream"]], env={**os.environ, **base,
-                               "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, cwd=ROOT, check=True)
+        setup = subprocess.run(
+            [PYTHON, "-m", "bench.setup_registry", peers["upstream"]],
+            env={**os.environ, **base, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=True,
+        )
         token = json.loads(setup.stdout.strip().splitlines()[-1])["token"]
         gateways = {}
         gateways["minimal"], _ = start_gateway(children, "gateway-minimal", base, log)
@@ -220,17 +280,26 @@ def main(argv=None) -> int:
         gateways["full"], full_process = start_gateway(children, "gateway-full", full_env, log)
         gateways["full-2-workers"], _ = start_gateway(children, "gateway-full-2w", full_env, log, workers=2)
         if not args.quick:
-            gateways["httpx"], _ = start_gateway(children, "gateway-httpx", gateway_env(None, UPSTREAM_CLIENT="httpx"), log)
+            gateways["httpx"], _ = start_gateway(
+                children, "gateway-httpx", gateway_env(None, UPSTREAM_CLIENT="httpx"), log
+            )
         scenarios = scenarios_for(args, peers, gateways, token)
-        print(f"make bench: {len(scenarios)} scenarios, {args.rounds} rounds x {args.seconds}s, "
-              f"redis={'yes' if redis else 'no'}", flush=True)
+        print(
+            f"make bench: {len(scenarios)} scenarios, {args.rounds} rounds x {args.seconds}s, "
+            f"redis={'yes' if redis else 'no'}",
+            flush=True,
+        )
         throughput = measure(scenarios, 64, args.seconds, args.rounds)
         latency = measure(scenarios, 1, args.seconds, args.rounds)
         results = {
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": machine(),
-            "settings": {"seconds": args.seconds, "rounds": args.rounds, "redis": bool(redis),
-                         "upstream": "nginx" if "nginx-proxy" in peers else "uvicorn"},
+            "settings": {
+                "seconds": args.seconds,
+                "rounds": args.rounds,
+                "redis": bool(redis),
+                "upstream": "nginx" if "nginx-proxy" in peers else "uvicorn",
+            },
             "scenarios": {name: {"c64": throughput[name], "c1": latency[name]} for name in scenarios},
         }
         results["ratios"] = ratios(results)
@@ -241,8 +310,11 @@ def main(argv=None) -> int:
         if redis:
             propagation = subprocess.run(
                 [PYTHON, "-m", "bench.propagation", gateways["full-2-workers"], peers["upstream"]],
-                env={**os.environ, **full_env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
-                cwd=ROOT, check=True,
+                env={**os.environ, **full_env, "PYTHONPATH": str(ROOT)},
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                check=True,
             )
             results["propagation"] = json.loads(propagation.stdout.strip().splitlines()[-1])
     finally:

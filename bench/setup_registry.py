@@ -27,18 +27,35 @@ def main() -> None:
     upstream = sys.argv[1]
     for slug, auth in (("open", False), ("bench", True), ("nolimit", True), ("cached", True)):
         service, _ = Service.objects.update_or_create(
-            slug=slug, defaults={"name": slug.title(), "path_prefix": f"/api/v1/{slug}", "auth_required": auth,
-                                 "retries": 0, "cache_ttl": 300 if slug == "cached" else 0},
+            slug=slug,
+            defaults={
+                "name": slug.title(),
+                "path_prefix": f"/api/v1/{slug}",
+                "auth_required": auth,
+                "retries": 0,
+                "cache_ttl": 300 if slug == "cached" else 0,
+            },
         )
         Target.objects.update_or_create(service=service, url=upstream, defaults={"weight": 100})
     bench = Service.objects.get(slug="bench")
     RatePolicy.objects.update_or_create(
-        name="bench-never-rejects", defaults={"scope": "user", "service": bench, "limit": 1_000_000_000,
-                                              "window_seconds": 60, "algorithm": "gcra", "burst": 1_000_000_000},
+        name="bench-never-rejects",
+        defaults={
+            "scope": "user",
+            "service": bench,
+            "limit": 1_000_000_000,
+            "window_seconds": 60,
+            "algorithm": "gcra",
+            "burst": 1_000_000_000,
+        },
     )
     tenant, _ = Tenant.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
-    Subscription.objects.get_or_create(tenant=tenant, defaults={"current_period_end": timezone.now() + timedelta(days=30)})
-    user, _ = User.objects.get_or_create(username="bench", defaults={"tenant": tenant, "role": "staff", "is_staff": True})
+    Subscription.objects.get_or_create(
+        tenant=tenant, defaults={"current_period_end": timezone.now() + timedelta(days=30)}
+    )
+    user, _ = User.objects.get_or_create(
+        username="bench", defaults={"tenant": tenant, "role": "staff", "is_staff": True}
+    )
     token = GatewayAccessToken(tokens_for_user(user)["access"])
     token.set_exp(lifetime=timedelta(hours=6))
     print(json.dumps({"token": str(token)}))

@@ -22,12 +22,20 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-async def _client(host: str, port: int, token: str, connected: asyncio.Semaphore, arrivals: list,
-                  opened: list, writers: list) -> None:
+async def _client(
+    host: str,
+    port: int,
+    token: str,
+    connected: asyncio.Semaphore,
+    arrivals: list,
+    opened: list,
+    writers: list,
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     writers.append(writer)
     writer.write(
-        f"GET /api/v1/alerts/stream HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+        f"GET /api/v1/alerts/stream HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n".encode()
     )
     buffer = b""
     while b": connected" not in buffer:
@@ -53,15 +61,20 @@ async def _run(url: str, token: str, clients: int, pid: int) -> dict:
     writers: list = []
     connected = asyncio.Semaphore(0)
     async with httpx.AsyncClient() as client:  # warm Django's lazy imports before timing anything
-        warm = await client.post(f"{url}/api/v1/alerts", json={"severity": "info", "message": "warm-up"},
-                                 headers={"Authorization": f"Bearer {token}"})
+        warm = await client.post(
+            f"{url}/api/v1/alerts",
+            json={"severity": "info", "message": "warm-up"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
         warm.raise_for_status()
     baseline = rss_mib(pid)
     started = time.perf_counter()
     tasks = []
     for start in range(0, clients, CONNECT_BATCH):
-        batch = [asyncio.create_task(_client(host, port, token, connected, arrivals, opened, writers))
-                 for _ in range(min(CONNECT_BATCH, clients - start))]
+        batch = [
+            asyncio.create_task(_client(host, port, token, connected, arrivals, opened, writers))
+            for _ in range(min(CONNECT_BATCH, clients - start))
+        ]
         tasks += batch
         for _ in batch:
             await asyncio.wait_for(connected.acquire(), 60)
@@ -70,8 +83,11 @@ async def _run(url: str, token: str, clients: int, pid: int) -> dict:
     rss_connected = rss_mib(pid)
     async with httpx.AsyncClient() as client:
         sent_at = time.perf_counter()
-        response = await client.post(f"{url}/api/v1/alerts", json={"severity": "info", "message": "bench"},
-                                     headers={"Authorization": f"Bearer {token}"})
+        response = await client.post(
+            f"{url}/api/v1/alerts",
+            json={"severity": "info", "message": "bench"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
         response.raise_for_status()
         publish_ms = (time.perf_counter() - sent_at) * 1000
     deadline = time.perf_counter() + 30

@@ -12,8 +12,16 @@ BODY = b'{"ok":true,"service":"bench","items":[1,2,3]}'
 async def app(scope, receive, send):
     if scope["type"] != "http":
         return
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(BODY)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": BODY})
 
 
@@ -23,8 +31,9 @@ def main() -> None:
     args = parser.parse_args()
     from gateway_project.serve import bind
 
-    config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="off", access_log=False,
-                            log_level="warning")
+    config = uvicorn.Config(
+        app, loop="uvloop", http="httptools", lifespan="off", access_log=False, log_level="warning"
+    )
     uvicorn.Server(config).run(sockets=[bind("127.0.0.1", args.port)])
 
 

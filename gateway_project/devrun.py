@@ -250,9 +250,7 @@ def banner(config: RunConfig, children: list[Child]) -> str:
     extract = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access\"])'"
     pids = " ".join(f"{child.name}={child.pid}" for child in children)
     width = max(len(f"{user} / {password}") for user, password, _ in DEMO_LOGINS)
-    logins = [
-        f"  {f'{user} / {password}':<{width}}  {role}" for user, password, role in DEMO_LOGINS
-    ]
+    logins = [f"  {f'{user} / {password}':<{width}}  {role}" for user, password, role in DEMO_LOGINS]
     return "\n".join(
         [
             "",
@@ -308,8 +306,7 @@ def _install_signal_handlers(name: str = "devrun") -> threading.Event:
 def run_setup(env: dict[str, str], cwd: Path, stop: threading.Event) -> bool:
     """Migrate and load the demo data; False if a step failed or a stop was requested."""
     return all(
-        not stop.is_set() and run_step(name, command, env, cwd, stop)
-        for name, command in setup_commands()
+        not stop.is_set() and run_step(name, command, env, cwd, stop) for name, command in setup_commands()
     )
 
 

@@ -55,7 +55,9 @@ def problem_response(
     if status is not None:
         document["status"] = status
     response = JsonResponse(
-        document, status=document["status"], content_type=PROBLEM_CONTENT_TYPE,
+        document,
+        status=document["status"],
+        content_type=PROBLEM_CONTENT_TYPE,
         json_dumps_params={"separators": (",", ":")},
     )
     if code == "AUTH_ERROR":

@@ -126,11 +126,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--graceful-timeout", type=float, default=30.0)
     args = parser.parse_args(argv)
     config = uvicorn.Config(
-        APP, loop="uvloop", http=GatewayHttpProtocol, lifespan="on", workers=args.workers,
+        APP,
+        loop="uvloop",
+        http=GatewayHttpProtocol,
+        lifespan="on",
+        workers=args.workers,
         proxy_headers=False,  # the gateway resolves X-Forwarded-For itself (TRUSTED_PROXIES)
-        server_header=False, log_level=args.log_level, backlog=2048,
+        server_header=False,
+        log_level=args.log_level,
+        backlog=2048,
         access_log=False,  # the data plane writes its own structured access log
-        timeout_graceful_shutdown=args.graceful_timeout, timeout_keep_alive=30,
+        timeout_graceful_shutdown=args.graceful_timeout,
+        timeout_keep_alive=30,
         h11_max_incomplete_event_size=64 * 1024,
     )
     if args.workers > 1:

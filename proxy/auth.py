@@ -94,8 +94,12 @@ class TokenVerifier:
             if key is None or header.get("alg") != self._ring.algorithm:
                 return None
             claims = jwt.decode(
-                token, key, algorithms=[self._ring.algorithm], audience=self._audience,
-                issuer=self._issuer, leeway=self._leeway,
+                token,
+                key,
+                algorithms=[self._ring.algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
                 options={"require": ["exp", "sub", "jti"]},
             )
         except (jwt.PyJWTError, ValueError, TypeError):
@@ -117,7 +121,7 @@ class TokenVerifier:
     def _evict(self, now: float) -> None:
         live = {t: i for t, i in self._cache.items() if i.expires_at > now}
         if len(live) >= _TOKEN_CACHE_LIMIT:
-            live = dict(list(live.items())[_TOKEN_CACHE_LIMIT // 2:])
+            live = dict(list(live.items())[_TOKEN_CACHE_LIMIT // 2 :])
         self._cache = live
 
 

@@ -23,7 +23,10 @@ class Balancer:
         self._tie_breaker = 0
 
     def choose(
-        self, service: ServiceEntry, demo: bool = False, exclude: frozenset[int] = frozenset(),
+        self,
+        service: ServiceEntry,
+        demo: bool = False,
+        exclude: frozenset[int] = frozenset(),
         version=None,
     ) -> tuple[TargetEntry, CircuitBreaker]:
         """Pick a target and claim its breaker slot, or refuse with 503."""
@@ -64,8 +67,7 @@ class Balancer:
 
     def _circuit_open(self, service: ServiceEntry, candidates) -> Rejection:
         waits = [
-            self.breakers.get(t.id, service.slug, service.breaker).time_until_retry()
-            for t in candidates
+            self.breakers.get(t.id, service.slug, service.breaker).time_until_retry() for t in candidates
         ]
         retry_after = max(1, math.ceil(min(waits, default=service.breaker.recovery_timeout)))
         return Rejection(

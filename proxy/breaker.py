@@ -39,8 +39,16 @@ class CircuitBreaker:
     """The state machine of one target; `clock` is injectable so tests need not sleep."""
 
     __slots__ = (
-        "key", "settings", "state", "_outcomes", "_failures", "opened_at", "_trial_in_flight",
-        "_half_open_successes", "_clock", "on_change",
+        "key",
+        "settings",
+        "state",
+        "_outcomes",
+        "_failures",
+        "opened_at",
+        "_trial_in_flight",
+        "_half_open_successes",
+        "_clock",
+        "on_change",
     )
 
     def __init__(self, key: str, settings: BreakerSettings, clock=time.monotonic, on_change=None):
@@ -154,7 +162,9 @@ class CircuitBreaker:
             return
         previous, self.state = self.state, state
         logger.warning(
-            "circuit breaker %s -> %s", previous, state,
+            "circuit breaker %s -> %s",
+            previous,
+            state,
             extra={"target": self.key, "from_state": previous, "to_state": state},
         )
         if self.on_change is not None:

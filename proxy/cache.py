@@ -77,7 +77,8 @@ class ResponseCache:
     def base_key(self, exchange: Exchange) -> str:
         service = exchange.service
         tenant = exchange.identity.tenant if exchange.identity is not None else "-"
-        url = f"{exchange.header_index.get(b'host', b'').decode('latin-1')}{exchange.path}?{exchange.query.decode('latin-1')}"
+        host = exchange.header_index.get(b"host", b"").decode("latin-1")
+        url = f"{host}{exchange.path}?{exchange.query.decode('latin-1')}"
         digest = hashlib.sha256(f"{tenant}\n{exchange.method}\n{url}".encode()).hexdigest()[:40]
         return f"{self._prefix}:cache:{service.id}:{service.cache_generation}:{digest}"
 
@@ -139,10 +140,14 @@ class ResponseCache:
         stored_headers = [
             [n.decode("latin-1"), v.decode("latin-1")] for n, v in headers if n.lower() not in _NOT_STORED
         ]
-        entry = json.dumps({
-            "status": status, "headers": stored_headers, "body": base64.b64encode(body).decode(),
-            "stored_at": time.time(),
-        }).encode()
+        entry = json.dumps(
+            {
+                "status": status,
+                "headers": stored_headers,
+                "body": base64.b64encode(body).decode(),
+                "stored_at": time.time(),
+            }
+        ).encode()
         base = exchange.cache_key
         try:
             await self.put(base, json.dumps(names).encode(), ttl)

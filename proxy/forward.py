@@ -21,17 +21,41 @@ __all__ = ["forward", "upstream_headers"]
 logger = logging.getLogger("gateway.forward")
 
 # RFC 9110 section 7.6.1, plus the de-facto Proxy-Connection and Keep-Alive.
-HOP_BY_HOP = frozenset({
-    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
-    b"trailer", b"transfer-encoding", b"upgrade", b"proxy-connection",
-})
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-connection",
+    }
+)
 # Set only by the gateway, from what it verified: never taken from the client.
-GATEWAY_OWNED = frozenset({
-    b"x-user-id", b"x-tenant-id", b"x-user-roles", b"x-user-scopes", b"x-demo-mode",
-    b"x-demo-session", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
-    b"x-forwarded-port", b"forwarded", b"x-real-ip", b"x-request-id", b"traceparent",
-    b"x-api-key", b"host", b"content-length",
-})
+GATEWAY_OWNED = frozenset(
+    {
+        b"x-user-id",
+        b"x-tenant-id",
+        b"x-user-roles",
+        b"x-user-scopes",
+        b"x-demo-mode",
+        b"x-demo-session",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-port",
+        b"forwarded",
+        b"x-real-ip",
+        b"x-request-id",
+        b"traceparent",
+        b"x-api-key",
+        b"host",
+        b"content-length",
+    }
+)
 _STRIP_REQUEST = HOP_BY_HOP | GATEWAY_OWNED
 # Like nginx: the gateway's own Date (added by the server), and no upstream Server banner.
 _STRIP_RESPONSE = HOP_BY_HOP | {b"content-length", b"date", b"server"}
@@ -54,7 +78,10 @@ class BodyTooLarge(Exception):
 
 _PROTECTED_REQUEST = frozenset(name.decode() for name in _STRIP_REQUEST)
 _PROTECTED_RESPONSE = frozenset(name.decode() for name in _STRIP_RESPONSE) | {
-    "x-request-id", "x-process-time", "x-cache", "retry-after",
+    "x-request-id",
+    "x-process-time",
+    "x-cache",
+    "retry-after",
 }
 _PROTECTED_RESPONSE_PREFIXES = ("ratelimit", "x-ratelimit-", "access-control-")
 
@@ -112,7 +139,10 @@ def upstream_headers(exchange: Exchange, target) -> list[tuple[str, str]]:
         ("host", target.host_header),
         ("x-request-id", exchange.request_id),
         ("traceparent", exchange.traceparent.decode()),
-        ("x-forwarded-for", f"{forwarded_for.decode('latin-1')}, {peer}" if forwarded_for else peer),
+        (
+            "x-forwarded-for",
+            f"{forwarded_for.decode('latin-1')}, {peer}" if forwarded_for else peer,
+        ),
         ("x-forwarded-proto", _clean(proto.decode("latin-1"))),
     ]
     if (host := index.get(b"host")) is not None:
@@ -225,8 +255,12 @@ async def _attempt(exchange, target, breaker, path, body, last: bool) -> Rejecti
     try:
         try:
             response = await runtime.upstream.send(
-                exchange.method, target.url + path, upstream_headers(exchange, target), body,
-                service.connect_timeout, service.read_timeout,
+                exchange.method,
+                target.url + path,
+                upstream_headers(exchange, target),
+                body,
+                service.connect_timeout,
+                service.read_timeout,
             )
         except UpstreamError as exc:
             if exchange.body_overflow:
@@ -235,12 +269,14 @@ async def _attempt(exchange, target, breaker, path, body, last: bool) -> Rejecti
                 ) from exc
             breaker.record_failure()
             verdict = True
-            logger.info("upstream attempt failed: %r", exc, extra={"service": service.slug, "target": target.id})
+            logger.info(
+                "upstream attempt failed: %r",
+                exc,
+                extra={"service": service.slug, "target": target.id},
+            )
             return _failure(exchange, exc, last)
         except BodyTooLarge as exc:
-            raise Rejection(
-                "PAYLOAD_TOO_LARGE", f"The body exceeds {service.max_body_bytes} bytes."
-            ) from exc
+            raise Rejection("PAYLOAD_TOO_LARGE", f"The body exceeds {service.max_body_bytes} bytes.") from exc
         exchange.upstream_time += perf_counter() - started
         status = response.status
         if status >= 500:

@@ -253,9 +253,7 @@ def wait_for_upstream_slot() -> None:
     max_wait = float(getattr(settings, "GEOCODE_MAX_WAIT_SECONDS", MAX_SLOT_WAIT_SECONDS))
     granted, wait = _reserve(interval + SLOT_MARGIN_SECONDS, max_wait)
     if not granted:
-        raise GeocodeProblem(
-            "SERVICE_UNAVAILABLE", "The geocoder is busy; retry later.", retry_after=wait
-        )
+        raise GeocodeProblem("SERVICE_UNAVAILABLE", "The geocoder is busy; retry later.", retry_after=wait)
     if wait > 0:
         time.sleep(wait)
 

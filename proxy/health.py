@@ -13,8 +13,14 @@ from django.db import connection
 from proxy.runtime import active_runtime
 
 __all__ = [
-    "check_database", "check_redis", "detailed_report", "health_report", "latest_checks", "readiness",
-    "startup", "status_report",
+    "check_database",
+    "check_redis",
+    "detailed_report",
+    "health_report",
+    "latest_checks",
+    "readiness",
+    "startup",
+    "status_report",
 ]
 
 _STARTED = time.time()
@@ -91,18 +97,19 @@ def readiness() -> tuple[dict, int]:
     database = check_database()
     redis = check_redis()
     ready = (database["status"] == "ok" or snapshot_loaded) and redis["status"] != "unavailable"
-    body = {"status": "ready" if ready else "not_ready", "database": database["status"],
-            "snapshot_loaded": snapshot_loaded, "redis": redis["status"]}
+    body = {
+        "status": "ready" if ready else "not_ready",
+        "database": database["status"],
+        "snapshot_loaded": snapshot_loaded,
+        "redis": redis["status"],
+    }
     return body, 200 if ready else 503
 
 
 def startup() -> tuple[dict, int]:
     """Started once the data plane has its first snapshot (or Django can reach its database)."""
     runtime = active_runtime()
-    if runtime is not None:
-        started = runtime.snapshot.loaded
-    else:
-        started = check_database()["status"] == "ok"
+    started = runtime.snapshot.loaded if runtime is not None else check_database()["status"] == "ok"
     return {"status": "started" if started else "starting"}, 200 if started else 503
 
 
@@ -114,7 +121,9 @@ def latest_checks() -> dict:
 
     latest = TargetHealthCheck.objects.filter(target_id=OuterRef("pk")).order_by("-created_at", "-pk")
     ids = Target.objects.annotate(last=Subquery(latest.values("pk")[:1])).values_list("last", flat=True)
-    return {check.target_id: check for check in TargetHealthCheck.objects.filter(pk__in=[i for i in ids if i])}
+    return {
+        check.target_id: check for check in TargetHealthCheck.objects.filter(pk__in=[i for i in ids if i])
+    }
 
 
 def detailed_report(include_urls: bool) -> dict:
@@ -127,7 +136,7 @@ def detailed_report(include_urls: bool) -> dict:
         snapshot = compile_snapshot()
     last_checks = latest_checks() if database["status"] == "ok" else {}
     services = {}
-    for service in (snapshot.services if snapshot else []):
+    for service in snapshot.services if snapshot else []:
         targets = []
         for target in service.targets:
             check = last_checks.get(target.id)
@@ -136,16 +145,25 @@ def detailed_report(include_urls: bool) -> dict:
                 "enabled": target.enabled,
                 "healthy": target.healthy,
                 "weight": target.weight,
-                "last_check": None if check is None else {
-                    "ok": check.ok, "status_code": check.status_code, "latency_ms": check.latency_ms,
-                    "error": check.error, "at": check.created_at.isoformat(),
+                "last_check": None
+                if check is None
+                else {
+                    "ok": check.ok,
+                    "status_code": check.status_code,
+                    "latency_ms": check.latency_ms,
+                    "error": check.error,
+                    "at": check.created_at.isoformat(),
                 },
                 "circuit_breaker": runtime.breakers.describe(target.id) if runtime else None,
             }
             if include_urls:
                 entry["url"] = target.url
             targets.append(entry)
-        services[service.slug] = {**_service_health(service), "prefix": service.prefix, "targets_detail": targets}
+        services[service.slug] = {
+            **_service_health(service),
+            "prefix": service.prefix,
+            "targets_detail": targets,
+        }
     from registry.config_version import current_config_version
 
     return {

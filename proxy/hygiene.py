@@ -57,7 +57,13 @@ def check_headers(exchange: Exchange) -> None:
     index = exchange.header_index
     duplicates = exchange.duplicate_headers
     if duplicates:
-        for name in (b"content-length", b"authorization", b"transfer-encoding", b"host", b"x-api-key"):
+        for name in (
+            b"content-length",
+            b"authorization",
+            b"transfer-encoding",
+            b"host",
+            b"x-api-key",
+        ):
             if name in duplicates:
                 raise Rejection("INVALID_REQUEST", f"Duplicate {name.decode()} header.")
     if b"content-length" in index:

@@ -346,9 +346,7 @@ class ExternalTokenVerifier:
 
     # --- JWTs ---------------------------------------------------------------------------
 
-    async def _check_signature(
-        self, provider: IdentityProviderEntry, token: str
-    ) -> Identity | None:
+    async def _check_signature(self, provider: IdentityProviderEntry, token: str) -> Identity | None:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -368,9 +366,7 @@ class ExternalTokenVerifier:
             )  # fmt: skip
         except jwt.PyJWTError as exc:
             return _refused(provider, type(exc).__name__)
-        return _map_identity(
-            provider, claims, self._runtime.snapshot.tenants, "jwt", float(claims["exp"])
-        )
+        return _map_identity(provider, claims, self._runtime.snapshot.tenants, "jwt", float(claims["exp"]))
 
     async def _key_for(self, provider: IdentityProviderEntry, kid: str | None) -> _Key | None:
         """The key for `kid`, refetching the JWKS when it is unknown, old, or never fetched."""
@@ -380,26 +376,18 @@ class ExternalTokenVerifier:
         key = key_set.find(kid) if key_set is not None else None
         if key is not None and now < key_set.stale_at:
             return key
-        if (
-            key_set is not None
-            and now < key_set.next_fetch_at
-            and not self._flights.is_running(slot)
-        ):
+        if key_set is not None and now < key_set.next_fetch_at and not self._flights.is_running(slot):
             return key  # rate limited: a stale key still serves, an unknown kid fails
         previous = key_set
         key_set = await self._flights.run(slot, lambda: self._fetch_keys(provider, previous))
         return key_set.find(kid)
 
-    async def _fetch_keys(
-        self, provider: IdentityProviderEntry, previous: _KeySet | None
-    ) -> _KeySet:
+    async def _fetch_keys(self, provider: IdentityProviderEntry, previous: _KeySet | None) -> _KeySet:
         started = time.monotonic()
         try:
             keys = _parse_jwks(await self._get_json("GET", provider.jwks_url))
         except _FETCH_ERRORS as exc:
-            logger.warning(
-                "JWKS fetch failed", extra={"issuer": provider.issuer, "reason": str(exc)}
-            )
+            logger.warning("JWKS fetch failed", extra={"issuer": provider.issuer, "reason": str(exc)})
             retry = min(self._refetch_interval, JWKS_FAILURE_RETRY)
             key_set = _KeySet(
                 previous.keys if previous else {}, previous.stale_at if previous else started,
@@ -413,9 +401,7 @@ class ExternalTokenVerifier:
 
     def _remember_key_set(self, slot: tuple[int, str], key_set: _KeySet) -> None:
         if slot not in self._key_sets:  # a new provider or URL: forget sets no longer configured
-            configured = {
-                (p.id, p.jwks_url) for p in self._runtime.snapshot.identity_providers.values()
-            }
+            configured = {(p.id, p.jwks_url) for p in self._runtime.snapshot.identity_providers.values()}
             self._key_sets = {s: k for s, k in self._key_sets.items() if s in configured}
         self._key_sets[slot] = key_set
 
@@ -425,9 +411,7 @@ class ExternalTokenVerifier:
         providers = self._runtime.snapshot.identity_providers.values()
         return min((p for p in providers if p.introspection_url), key=lambda p: p.id, default=None)
 
-    async def _introspect_with(
-        self, provider: IdentityProviderEntry, token: str
-    ) -> Identity | None:
+    async def _introspect_with(self, provider: IdentityProviderEntry, token: str) -> Identity | None:
         cached = self._introspected.get(token, time.time())
         if cached is not None and _same_provider(self._runtime.snapshot, cached[0]):
             self._count_cache(hit=True)
@@ -437,27 +421,21 @@ class ExternalTokenVerifier:
             ("introspect", provider.id, token), lambda: self._ask_introspection(provider, token)
         )
 
-    async def _ask_introspection(
-        self, provider: IdentityProviderEntry, token: str
-    ) -> Identity | None:
+    async def _ask_introspection(self, provider: IdentityProviderEntry, token: str) -> Identity | None:
         try:
             answer = await self._get_json(
                 "POST", provider.introspection_url, auth=_client_credentials(provider),
                 data={"token": token, "token_type_hint": "access_token"},
             )  # fmt: skip
         except _FETCH_ERRORS as exc:  # no answer is not "inactive": nothing is cached
-            logger.warning(
-                "introspection failed", extra={"issuer": provider.issuer, "reason": str(exc)}
-            )
+            logger.warning("introspection failed", extra={"issuer": provider.issuer, "reason": str(exc)})
             return None
         now = time.time()
         identity = self._introspection_identity(provider, answer, now)
         if identity is None:
             self._introspected.put(token, (provider, None), now + INTROSPECTION_NEGATIVE_TTL, now)
         else:
-            self._introspected.put(
-                token, (provider, identity), identity.expires_at + self._leeway, now
-            )
+            self._introspected.put(token, (provider, identity), identity.expires_at + self._leeway, now)
         return identity
 
     def _introspection_identity(
@@ -472,9 +450,7 @@ class ExternalTokenVerifier:
         if provider.audience and audience is not None and provider.audience not in _names(audience):
             return None
         expires_at = expires_at if expires_at is not None else now + INTROSPECTION_TTL_WITHOUT_EXP
-        return _map_identity(
-            provider, answer, self._runtime.snapshot.tenants, "introspection", expires_at
-        )
+        return _map_identity(provider, answer, self._runtime.snapshot.tenants, "introspection", expires_at)
 
     # --- HTTP ---------------------------------------------------------------------------
 
@@ -506,6 +482,4 @@ class ExternalTokenVerifier:
 
 def _client_credentials(provider: IdentityProviderEntry) -> httpx.BasicAuth:
     # RFC 6749 section 2.3.1: client id and secret are form-encoded before Basic encoding.
-    return httpx.BasicAuth(
-        quote(provider.client_id, safe=""), quote(provider.client_secret, safe="")
-    )
+    return httpx.BasicAuth(quote(provider.client_id, safe=""), quote(provider.client_secret, safe=""))

@@ -13,7 +13,23 @@ from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = ["GatewayMetrics", "metrics"]
 
-_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+)
 _SIZE_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216)
 
 
@@ -64,22 +80,30 @@ class GatewayMetrics:
 
     def __init__(self) -> None:
         self.requests = Counter(
-            "gateway_requests_total", "Requests answered by the data plane.",
+            "gateway_requests_total",
+            "Requests answered by the data plane.",
             ["method", "service", "status_code"],
         )
         self.request_duration = Histogram(
-            "gateway_request_duration_seconds", "Time from request to response headers.",
-            ["method", "service"], buckets=_LATENCY_BUCKETS,
+            "gateway_request_duration_seconds",
+            "Time from request to response headers.",
+            ["method", "service"],
+            buckets=_LATENCY_BUCKETS,
         )
         self.upstream_duration = Histogram(
-            "gateway_upstream_duration_seconds", "Time the upstream took to answer.",
-            ["service"], buckets=_LATENCY_BUCKETS,
+            "gateway_upstream_duration_seconds",
+            "Time the upstream took to answer.",
+            ["service"],
+            buckets=_LATENCY_BUCKETS,
         )
         self.request_size = Histogram(
             "gateway_request_size_bytes", "Request body sizes.", ["service"], buckets=_SIZE_BUCKETS
         )
         self.response_size = Histogram(
-            "gateway_response_size_bytes", "Response body sizes.", ["service"], buckets=_SIZE_BUCKETS
+            "gateway_response_size_bytes",
+            "Response body sizes.",
+            ["service"],
+            buckets=_SIZE_BUCKETS,
         )
         self.auth_attempts = Counter(
             "gateway_auth_attempts_total", "Authentication attempts by outcome.", ["status"]
@@ -91,7 +115,8 @@ class GatewayMetrics:
             "gateway_auth_cache_misses_total", "Bearer tokens that had to be verified."
         )
         self.rate_limit_exceeded = Counter(
-            "gateway_rate_limit_exceeded_total", "Requests refused by a rate policy.",
+            "gateway_rate_limit_exceeded_total",
+            "Requests refused by a rate policy.",
             ["policy", "service"],
         )
         self.rate_limit_backend_errors = Counter(
@@ -99,33 +124,45 @@ class GatewayMetrics:
             "Rate-limit checks that could not reach Redis (fail-open or fail-closed applied).",
         )
         self.service_health = Gauge(
-            "gateway_service_health", "1 when the target passed its last health check.",
-            ["service", "target"], multiprocess_mode="max",
+            "gateway_service_health",
+            "1 when the target passed its last health check.",
+            ["service", "target"],
+            multiprocess_mode="max",
         )
         self.circuit_breaker_state = Gauge(
-            "gateway_circuit_breaker_state", "0 closed, 1 half-open, 2 open.",
-            ["service", "target"], multiprocess_mode="max",
+            "gateway_circuit_breaker_state",
+            "0 closed, 1 half-open, 2 open.",
+            ["service", "target"],
+            multiprocess_mode="max",
         )
         self.sse_connections = Gauge(
             "gateway_sse_connections", "Open SSE alert streams.", multiprocess_mode="livesum"
         )
         self.config_version = Gauge(
-            "gateway_config_version", "Registry version this instance serves.", multiprocess_mode="min"
+            "gateway_config_version",
+            "Registry version this instance serves.",
+            multiprocess_mode="min",
         )
         self.upstream_retries = Counter(
             "gateway_upstream_retries_total", "Retries of idempotent requests.", ["service"]
         )
         self.panic_mode = Counter(
-            "gateway_panic_mode_total", "Requests sent while every target was unhealthy.", ["service"]
+            "gateway_panic_mode_total",
+            "Requests sent while every target was unhealthy.",
+            ["service"],
         )
         self.client_disconnects = Counter(
             "gateway_client_disconnects_total", "Streams cut short because the client left."
         )
         self.upstream_resets = Counter(
-            "gateway_upstream_resets_total", "Upstream connections broken mid-response.", ["service"]
+            "gateway_upstream_resets_total",
+            "Upstream connections broken mid-response.",
+            ["service"],
         )
         self.cache_requests = Counter(
-            "gateway_cache_requests_total", "Response-cache lookups by result.", ["service", "result"]
+            "gateway_cache_requests_total",
+            "Response-cache lookups by result.",
+            ["service", "result"],
         )
         self._auth_ok = self.auth_attempts.labels("success")
         self._auth_failed = self.auth_attempts.labels("failure")
@@ -140,8 +177,14 @@ class GatewayMetrics:
         self._auth_counts[2 if hit else 3] += 1
 
     def observe_request(
-        self, method: str, service: str, status: int, duration: float, upstream: float,
-        size_in: int, size_out: int,
+        self,
+        method: str,
+        service: str,
+        status: int,
+        duration: float,
+        upstream: float,
+        size_in: int,
+        size_out: int,
     ) -> None:
         key = (method, service, status)
         pending = self._pending.get(key)
@@ -159,7 +202,9 @@ class GatewayMetrics:
         pending, self._pending = self._pending, {}
         counts, self._auth_counts = self._auth_counts, [0, 0, 0, 0]
         for counter, count in zip(
-            (self._auth_ok, self._auth_failed, self.auth_cache_hits, self.auth_cache_misses), counts, strict=True
+            (self._auth_ok, self._auth_failed, self.auth_cache_hits, self.auth_cache_misses),
+            counts,
+            strict=True,
         ):
             if count:
                 counter.inc(count)

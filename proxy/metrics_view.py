@@ -5,6 +5,7 @@ Optionally protected by METRICS_TOKEN (Authorization: Bearer) and/or METRICS_ALL
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import os
@@ -29,7 +30,9 @@ def _allowed(request) -> bool:
             address = ipaddress.ip_address(client_ip(request))
         except ValueError:
             return False
-        return any(address in ipaddress.ip_network(n, strict=False) for n in settings.METRICS_ALLOWED_NETWORKS)
+        return any(
+            address in ipaddress.ip_network(n, strict=False) for n in settings.METRICS_ALLOWED_NETWORKS
+        )
     return True
 
 
@@ -58,15 +61,16 @@ def _flush_on_the_event_loop() -> None:
     async def flush() -> None:
         runtime.metrics.flush()
 
-    try:
+    # A busy loop: the periodic flush brings them in within a second anyway.
+    with contextlib.suppress(Exception):
         asyncio.run_coroutine_threadsafe(flush(), loop).result(timeout=1)
-    except Exception:  # a busy loop: the periodic flush brings them within a second anyway
-        pass
 
 
 def metrics_view(request):
     if not _allowed(request):
-        response = problem_response(request, "AUTH_ERROR", "Metrics need the scrape token or an allowed network.")
+        response = problem_response(
+            request, "AUTH_ERROR", "Metrics need the scrape token or an allowed network."
+        )
         return response
     _flush_on_the_event_loop()
     return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)

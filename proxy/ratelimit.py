@@ -131,7 +131,7 @@ class InProcessLimiter:
             self._prune(now)
         checks = [self._evaluate(key, policy, now) for key, policy in keyed]
         if all(check.ok for check in checks):
-            for (key, policy), check in zip(keyed, checks, strict=True):
+            for (key, policy), _check in zip(keyed, checks, strict=True):
                 self._record(key, policy, now)
         return checks
 
@@ -173,8 +173,16 @@ def _default_policy() -> RatePolicyEntry | None:
         return None
     limit, _, window = spec.partition("/")
     return RatePolicyEntry(
-        name="default", scope="user", service_id=None, methods=frozenset(), role="", plan="",
-        limit=int(limit), window_seconds=int(window or 60), burst=0, algorithm=SLIDING,
+        name="default",
+        scope="user",
+        service_id=None,
+        methods=frozenset(),
+        role="",
+        plan="",
+        limit=int(limit),
+        window_seconds=int(window or 60),
+        burst=0,
+        algorithm=SLIDING,
         fail_mode=settings.RATE_LIMIT_FAIL_MODE,
     )
 
@@ -210,7 +218,8 @@ class RateLimiter:
         policies = self._matching_cache.get(cache_key)
         if policies is None:
             policies = tuple(
-                p for p in snapshot.rate_policies
+                p
+                for p in snapshot.rate_policies
                 if (p.service_id is None or p.service_id == exchange.service.id)
                 and (not p.methods or exchange.method in p.methods)
                 and (not p.role or p.role in roles)
@@ -265,8 +274,13 @@ class RateLimiter:
             logger.warning("rate-limit backend recovered; shared limits resume")
             self._incident_logged = False
         checks = [
-            PolicyCheck(policy, bool(reply[1 + i * 4]), int(reply[2 + i * 4]), int(reply[3 + i * 4]),
-                        int(reply[4 + i * 4]))
+            PolicyCheck(
+                policy,
+                bool(reply[1 + i * 4]),
+                int(reply[2 + i * 4]),
+                int(reply[3 + i * 4]),
+                int(reply[4 + i * 4]),
+            )
             for i, (_, policy) in enumerate(keyed)
         ]
         self._apply(exchange, checks)
@@ -329,7 +343,8 @@ def rate_limit_headers(checks: list[PolicyCheck]) -> list[tuple[bytes, bytes]]:
         policy_items.append(f'"{policy.name}";q={policy.limit};w={policy.window_seconds}')
         limit_items.append(f'"{policy.name}";r={check.remaining};t={reset}')
         if most_restrictive is None or (check.remaining, policy.limit) < (
-            most_restrictive.remaining, most_restrictive.policy.limit
+            most_restrictive.remaining,
+            most_restrictive.policy.limit,
         ):
             most_restrictive = check
         period = _PERIOD_NAMES.get(policy.window_seconds)

@@ -37,8 +37,8 @@ def parse_reply(buffer: bytes, position: int):
     end = buffer.find(b"\r\n", position)
     if end < 0:
         return _INCOMPLETE, position
-    kind = buffer[position:position + 1]
-    body = buffer[position + 1:end]
+    kind = buffer[position : position + 1]
+    body = buffer[position + 1 : end]
     after = end + 2
     if kind == b":":
         return int(body), after
@@ -52,7 +52,7 @@ def parse_reply(buffer: bytes, position: int):
             return None, after
         if len(buffer) < after + size + 2:
             return _INCOMPLETE, position
-        return buffer[after:after + size], after + size + 2
+        return buffer[after : after + size], after + size + 2
     if kind == b"*":
         count = int(body)
         if count < 0:
@@ -64,7 +64,7 @@ def parse_reply(buffer: bytes, position: int):
                 return _INCOMPLETE, position
             items.append(item)
         return items, after
-    raise ValueError(f"unexpected RESP reply {buffer[position:position + 20]!r}")
+    raise ValueError(f"unexpected RESP reply {buffer[position : position + 20]!r}")
 
 
 class _RespProtocol(asyncio.Protocol):

@@ -23,7 +23,7 @@ _random = random.Random(_bits)
 def new_request_id() -> str:
     """A UUID4 string (version nibble 4, RFC 4122 variant), without building a UUID object."""
     bits = _random.getrandbits(128)
-    h = "%032x" % bits
+    h = f"{bits:032x}"
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[bits & 3]}{h[17:20]}-{h[20:]}"
 
 

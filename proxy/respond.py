@@ -52,8 +52,11 @@ class Responder:
 
             exchange.request_id = new_request_id()
         body = problem_bytes(
-            rejection.code, rejection.detail, exchange.path or exchange.scope["path"],
-            exchange.request_id, **rejection.extra,
+            rejection.code,
+            rejection.detail,
+            exchange.path or exchange.scope["path"],
+            exchange.request_id,
+            **rejection.extra,
         )
         headers = [_PROBLEM_CONTENT_TYPE, (b"content-length", str(len(body)).encode())]
         headers += rejection.headers
@@ -75,8 +78,13 @@ class Responder:
         duration = perf_counter() - exchange.started
         service = exchange.service.slug if exchange.service is not None else "-"
         self.metrics.observe_request(
-            exchange.method, service, exchange.status, duration, exchange.upstream_time,
-            exchange.bytes_in, exchange.bytes_out,
+            exchange.method,
+            service,
+            exchange.status,
+            duration,
+            exchange.upstream_time,
+            exchange.bytes_in,
+            exchange.bytes_out,
         )
         self.traffic.record(service, exchange.status, duration)
         if not self.access_log.enabled:

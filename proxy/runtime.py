@@ -72,7 +72,10 @@ class Runtime:
         self.cors = CorsPolicy(settings.CORS_ORIGINS)
         self.client_ips = ClientAddressResolver(settings.TRUSTED_PROXIES)
         self.token_verifier = TokenVerifier(
-            key_ring(), settings.JWT_ISSUER, settings.JWT_AUDIENCE, settings.JWT_LEEWAY_SECONDS,
+            key_ring(),
+            settings.JWT_ISSUER,
+            settings.JWT_AUDIENCE,
+            settings.JWT_LEEWAY_SECONDS,
             metrics,
         )
         self.revoked_tokens = revoked_tokens
@@ -114,7 +117,9 @@ class Runtime:
             from proxy.redis_pipe import RedisPipe
 
             self.redis = aioredis.Redis.from_url(
-                settings.REDIS_URL, socket_connect_timeout=0.5, socket_timeout=0.5,
+                settings.REDIS_URL,
+                socket_connect_timeout=0.5,
+                socket_timeout=0.5,
                 health_check_interval=30,
             )
             self.redis_pipe = RedisPipe(settings.REDIS_URL)
@@ -122,18 +127,24 @@ class Runtime:
         self.response_cache = ResponseCache(self.redis_pipe, settings.CACHE_KEY_PREFIX)
         await self.watcher.start()
         _freeze_startup_heap()
-        self._background.append(asyncio.create_task(
-            self.alert_hub.run_keepalive(settings.SSE_KEEPALIVE_SECONDS), name="sse-keepalive"
-        ))
+        self._background.append(
+            asyncio.create_task(
+                self.alert_hub.run_keepalive(settings.SSE_KEEPALIVE_SECONDS), name="sse-keepalive"
+            )
+        )
         self._background.append(asyncio.create_task(self.access_log.run(), name="access-log"))
         self._background.append(asyncio.create_task(self._flush_metrics(), name="metrics-flush"))
         if self.redis is not None:
             from alerts.fanout import relay_redis_alerts
 
-            self._background.append(asyncio.create_task(
-                relay_redis_alerts(self.alert_hub, self.redis_pubsub_client(), self.watcher.run_in_db_thread),
-                name="alert-fanout",
-            ))
+            self._background.append(
+                asyncio.create_task(
+                    relay_redis_alerts(
+                        self.alert_hub, self.redis_pubsub_client(), self.watcher.run_in_db_thread
+                    ),
+                    name="alert-fanout",
+                )
+            )
         _active = self
         self.ready = True
         logger.info("data plane ready", extra={"config_version": self.snapshot.version})
@@ -174,8 +185,11 @@ class Runtime:
             import redis.asyncio as aioredis
 
             self._pubsub_redis = aioredis.Redis.from_url(
-                settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=None,
-                socket_keepalive=True, health_check_interval=15,
+                settings.REDIS_URL,
+                socket_connect_timeout=1,
+                socket_timeout=None,
+                socket_keepalive=True,
+                health_check_interval=15,
             )
         return self._pubsub_redis
 
@@ -206,9 +220,7 @@ class Runtime:
         self.metrics.config_version.set(snapshot.version)
         for service in snapshot.services:
             for target in service.targets:
-                self.metrics.service_health.labels(service.slug, target.label).set(
-                    1 if target.healthy else 0
-                )
+                self.metrics.service_health.labels(service.slug, target.label).set(1 if target.healthy else 0)
         logger.info("config installed", extra={"config_version": snapshot.version})
 
     def _breaker_changed(self, breaker, previous: str) -> None:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from urllib.parse import urlsplit
 
-from registry.constants import READ_METHODS
 from proxy.breaker import BreakerSettings
+from registry.constants import READ_METHODS
 
 _VERSIONED_PREFIX = re.compile(r"^/api/v([0-9]+)(/.+)$")
 
@@ -140,11 +140,11 @@ class ServiceEntry:
 
     def upstream_path_for(self, path: str, prefix: str | None = None) -> str:
         """The path sent upstream: the matched prefix replaced by the service's rewrite."""
-        rest = path[len(prefix or self.prefix):]
+        rest = path[len(prefix or self.prefix) :]
         return (self.upstream_path + rest) or "/"
 
     def is_public(self, path: str, prefix: str | None = None) -> bool:
-        rest = path[len(prefix or self.prefix):] or "/"
+        rest = path[len(prefix or self.prefix) :] or "/"
         return any(rest == p or rest.startswith(p.rstrip("/") + "/") for p in self.public_paths)
 
     def required(self, method: str) -> tuple[frozenset[str], frozenset[str]]:
@@ -280,7 +280,12 @@ def _pools(targets) -> tuple[tuple, tuple, tuple, tuple]:
     serving = [t for t in targets if t.enabled and t.weight > 0]
     pool = tuple(t for t in serving if not t.demo_only)
     demo_pool = tuple(t for t in serving if t.demo_only)
-    return (pool, demo_pool, tuple(t for t in pool if t.healthy), tuple(t for t in demo_pool if t.healthy))
+    return (
+        pool,
+        demo_pool,
+        tuple(t for t in pool if t.healthy),
+        tuple(t for t in demo_pool if t.healthy),
+    )
 
 
 def _service_entry(service) -> ServiceEntry:
@@ -387,17 +392,28 @@ def compile_snapshot() -> Snapshot:
             tenants={t.slug: _tenant_entry(t) for t in tenants},
             api_keys={
                 k.key_hash: ApiKeyEntry(
-                    id=k.pk, key_hash=k.key_hash, tenant=k.tenant.slug,
-                    scopes=frozenset(k.scopes), role=k.role,
-                    expires_at=_epoch(k.expires_at), revoked=k.revoked,
+                    id=k.pk,
+                    key_hash=k.key_hash,
+                    tenant=k.tenant.slug,
+                    scopes=frozenset(k.scopes),
+                    role=k.role,
+                    expires_at=_epoch(k.expires_at),
+                    revoked=k.revoked,
                 )
                 for k in keys
             },
             rate_policies=tuple(
                 RatePolicyEntry(
-                    name=p.name, scope=p.scope, service_id=p.service_id,
-                    methods=frozenset(p.methods), role=p.role, plan=p.plan, limit=p.limit,
-                    window_seconds=p.window_seconds, burst=p.burst, algorithm=p.algorithm,
+                    name=p.name,
+                    scope=p.scope,
+                    service_id=p.service_id,
+                    methods=frozenset(p.methods),
+                    role=p.role,
+                    plan=p.plan,
+                    limit=p.limit,
+                    window_seconds=p.window_seconds,
+                    burst=p.burst,
+                    algorithm=p.algorithm,
                     fail_mode=p.fail_mode,
                 )
                 for p in policies
@@ -424,11 +440,17 @@ def _version_prefixes(services: list[ServiceEntry]) -> dict[str, tuple[str, str]
 
 def _identity_provider_entry(provider) -> IdentityProviderEntry:
     return IdentityProviderEntry(
-        id=provider.pk, issuer=provider.issuer, jwks_url=provider.jwks_url,
-        introspection_url=provider.introspection_url, client_id=provider.client_id,
-        client_secret=provider.client_secret, audience=provider.audience,
-        algorithms=tuple(provider.algorithms or ("RS256",)), tenant_claim=provider.tenant_claim,
+        id=provider.pk,
+        issuer=provider.issuer,
+        jwks_url=provider.jwks_url,
+        introspection_url=provider.introspection_url,
+        client_id=provider.client_id,
+        client_secret=provider.client_secret,
+        audience=provider.audience,
+        algorithms=tuple(provider.algorithms or ("RS256",)),
+        tenant_claim=provider.tenant_claim,
         default_tenant=provider.default_tenant.slug if provider.default_tenant_id else None,
-        roles_claim=provider.roles_claim, scopes_claim=provider.scopes_claim,
+        roles_claim=provider.roles_claim,
+        scopes_claim=provider.scopes_claim,
         role_mapping=dict(provider.role_mapping or {}),
     )

@@ -17,7 +17,22 @@ __all__ = ["LATENCY_BOUNDS", "TrafficRecorder", "percentile", "read_shared", "re
 BUCKET_SECONDS = 10
 HISTORY_BUCKETS = 90  # 15 minutes
 # Upper bounds (seconds) of the latency histogram used for p95; the last is "slower".
-LATENCY_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+LATENCY_BOUNDS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
 _FIELDS = 3 + len(LATENCY_BOUNDS) + 1  # requests, errors (5xx), client errors (4xx), histogram
 
 
@@ -73,13 +88,15 @@ class TrafficRecorder:
             points = []
             for start in starts:
                 bucket = buckets.get(start, {}).get(name) or _new_bucket()
-                points.append({
-                    "t": start,
-                    "rps": round(bucket[0] / BUCKET_SECONDS, 3),
-                    "errors_per_s": round(bucket[1] / BUCKET_SECONDS, 3),
-                    "client_errors_per_s": round(bucket[2] / BUCKET_SECONDS, 3),
-                    "p95": percentile(bucket[3:], 0.95),
-                })
+                points.append(
+                    {
+                        "t": start,
+                        "rps": round(bucket[0] / BUCKET_SECONDS, 3),
+                        "errors_per_s": round(bucket[1] / BUCKET_SECONDS, 3),
+                        "client_errors_per_s": round(bucket[2] / BUCKET_SECONDS, 3),
+                        "p95": percentile(bucket[3:], 0.95),
+                    }
+                )
             result[name] = points
         return {"bucket_seconds": BUCKET_SECONDS, "services": result}
 

@@ -56,8 +56,13 @@ class UpstreamResponse(Protocol):
 
 class UpstreamClient(Protocol):
     async def send(
-        self, method: str, url: str, headers: list[tuple[str, str]], body: Body,
-        connect_timeout: float, read_timeout: float,
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: Body,
+        connect_timeout: float,
+        read_timeout: float,
     ) -> UpstreamResponse: ...
 
     async def close(self) -> None: ...
@@ -79,7 +84,7 @@ class _AiohttpResponse:
 
         try:
             return await self._response.read()
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout(str(exc)) from exc
         except aiohttp.ClientError as exc:
             raise UpstreamBroken(str(exc)) from exc
@@ -90,7 +95,7 @@ class _AiohttpResponse:
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout(str(exc)) from exc
         except aiohttp.ClientError as exc:
             raise UpstreamBroken(str(exc)) from exc
@@ -110,8 +115,11 @@ class AiohttpUpstreamClient:
         self._url = URL
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
-                limit=pool_size, limit_per_host=0, keepalive_timeout=_KEEPALIVE_SECONDS,
-                ttl_dns_cache=60, use_dns_cache=True,
+                limit=pool_size,
+                limit_per_host=0,
+                keepalive_timeout=_KEEPALIVE_SECONDS,
+                ttl_dns_cache=60,
+                use_dns_cache=True,
             ),
             auto_decompress=False,
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
@@ -132,15 +140,20 @@ class AiohttpUpstreamClient:
         aiohttp = self._aiohttp
         try:
             response = await self._session.request(
-                method, self._url(url, encoded=True), headers=headers, data=body,
-                allow_redirects=False, compress=None, chunked=None,
+                method,
+                self._url(url, encoded=True),
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                compress=None,
+                chunked=None,
                 timeout=self._timeout(connect_timeout, read_timeout),
             )
         except aiohttp.ClientConnectorError as exc:
             raise ConnectFailure(str(exc)) from exc
         except aiohttp.ConnectionTimeoutError as exc:
             raise ConnectFailure(f"connect timeout: {exc}") from exc
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout(str(exc) or "read timeout") from exc
         except aiohttp.ServerDisconnectedError as exc:
             raise UpstreamBroken(str(exc) or "server disconnected") from exc
@@ -190,7 +203,8 @@ class HttpxUpstreamClient:
         self._httpx = httpx
         self._client = httpx.AsyncClient(
             limits=httpx.Limits(
-                max_connections=pool_size, max_keepalive_connections=pool_size,
+                max_connections=pool_size,
+                max_keepalive_connections=pool_size,
                 keepalive_expiry=_KEEPALIVE_SECONDS,
             ),
             follow_redirects=False,
@@ -199,10 +213,10 @@ class HttpxUpstreamClient:
 
     async def send(self, method, url, headers, body, connect_timeout, read_timeout):
         httpx = self._httpx
-        timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout, write=read_timeout,
-                                pool=connect_timeout)
-        request = self._client.build_request(method, url, headers=headers, content=body,
-                                             timeout=timeout)
+        timeout = httpx.Timeout(
+            connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
+        )
+        request = self._client.build_request(method, url, headers=headers, content=body, timeout=timeout)
         try:
             response = await self._client.send(request, stream=True)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:

@@ -9,6 +9,7 @@ last-used times are written in batches, never once per request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -62,7 +63,9 @@ class ControlPlaneWatcher:
         self._executor.shutdown(wait=False)
 
     async def run_in_db_thread(self, function, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._executor, _with_fresh_connection, function, *args)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, _with_fresh_connection, function, *args
+        )
 
     # --- config -------------------------------------------------------------------------
 
@@ -118,10 +121,8 @@ class ControlPlaneWatcher:
         interval = REDIS_POLL_SECONDS if self.runtime.redis is not None else settings.CONFIG_POLL_SECONDS
         next_revocation_sync = 0.0
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=interval)
-            except TimeoutError:
-                pass
             self._wake.clear()
             await self.refresh()
             now = time.monotonic()
@@ -159,10 +160,8 @@ class ControlPlaneWatcher:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RECONNECT_MAX_SECONDS)
             finally:
-                try:
+                with contextlib.suppress(Exception):
                     await pubsub.aclose()
-                except Exception:
-                    pass
 
     # --- revocations ----------------------------------------------------------------------
 

@@ -13,8 +13,8 @@ import logging
 from urllib.parse import parse_qs, urlencode
 
 from proxy.auth import identity_from_api_key
-from proxy.hygiene import normalize_path
 from proxy.exchange import Rejection
+from proxy.hygiene import normalize_path
 
 __all__ = ["WebSocketProxy"]
 
@@ -72,7 +72,9 @@ class WebSocketProxy:
             roles, scopes = service.required("GET")
             from proxy.auth import role_satisfies
 
-            if (roles and not role_satisfies(identity.roles, roles)) or (scopes and not scopes <= identity.scopes):
+            if (roles and not role_satisfies(identity.roles, roles)) or (
+                scopes and not scopes <= identity.scopes
+            ):
                 return "forbidden", None, None
             tenant = runtime.snapshot.tenants.get(identity.tenant) if identity.tenant else None
             if identity.tenant and tenant is None:
@@ -100,8 +102,11 @@ class WebSocketProxy:
     async def _connect_upstream(self, scope, headers, service, target, identity):
         import aiohttp
 
-        query = {k: v for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()
-                 if k != "access_token"}
+        query = {
+            k: v
+            for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()
+            if k != "access_token"
+        }
         url = target.url.replace("http", "ws", 1) + service.upstream_path_for(scope["gateway_path"])
         if query:
             url += "?" + urlencode(query, doseq=True)
@@ -112,11 +117,21 @@ class WebSocketProxy:
                 forward["X-Tenant-ID"] = identity.tenant
             if identity.demo_session:
                 forward.update({"X-Demo-Mode": "true", "X-Demo-Session": identity.demo_session})
-        protocols = [p.strip() for p in headers.get(b"sec-websocket-protocol", b"").decode("latin-1").split(",") if p.strip()]
+        protocols = [
+            p.strip()
+            for p in headers.get(b"sec-websocket-protocol", b"").decode("latin-1").split(",")
+            if p.strip()
+        ]
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(sock_connect=service.connect_timeout))
         try:
-            upstream = await session.ws_connect(url, headers=forward, protocols=protocols, autoclose=False,
-                                                autoping=True, max_msg_size=0)
+            upstream = await session.ws_connect(
+                url,
+                headers=forward,
+                protocols=protocols,
+                autoclose=False,
+                autoping=True,
+                max_msg_size=0,
+            )
         except Exception as exc:
             await session.close()
             logger.warning("websocket upstream unreachable: %s", exc, extra={"service": service.slug})
@@ -152,7 +167,10 @@ class WebSocketProxy:
             code = upstream.close_code or 1000
             await send({"type": "websocket.close", "code": code})
 
-        tasks = [asyncio.ensure_future(client_to_upstream()), asyncio.ensure_future(upstream_to_client())]
+        tasks = [
+            asyncio.ensure_future(client_to_upstream()),
+            asyncio.ensure_future(upstream_to_client()),
+        ]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:

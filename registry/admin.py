@@ -39,9 +39,7 @@ admin.site.index_title = "Registry, tenants and alerts"
 
 HASH_PREVIEW_LENGTH = 12
 KNOWN_SCOPES_HELP = "Comma-separated. Known scopes: " + ", ".join(Scope.values) + "."
-PUBLIC_PATHS_HELP = (
-    "Comma-separated paths below the prefix that need no authentication, e.g. /public."
-)
+PUBLIC_PATHS_HELP = "Comma-separated paths below the prefix that need no authentication, e.g. /public."
 
 
 # --- Form fields for the JSON list columns ------------------------------------------------
@@ -140,9 +138,7 @@ def reset_breakers(modeladmin: admin.ModelAdmin, request: HttpRequest, targets) 
     return count
 
 
-def run_health_checks(
-    modeladmin: admin.ModelAdmin, request: HttpRequest, targets: QuerySet
-) -> None:
+def run_health_checks(modeladmin: admin.ModelAdmin, request: HttpRequest, targets: QuerySet) -> None:
     try:
         from registry.health import check_targets_now
     except ImportError:
@@ -272,9 +268,7 @@ class ServiceAdmin(ListFieldsMixin, admin.ModelAdmin):
             .get_queryset(request)
             .annotate(
                 target_count=Count("targets", filter=Q(targets__enabled=True)),
-                healthy_count=Count(
-                    "targets", filter=Q(targets__enabled=True, targets__healthy=True)
-                ),
+                healthy_count=Count("targets", filter=Q(targets__enabled=True, targets__healthy=True)),
             )
         )
 
@@ -465,9 +459,7 @@ class ApiKeyAdmin(ListFieldsMixin, admin.ModelAdmin):
     )
 
     def get_fieldsets(self, request, obj=None):
-        fieldsets = [
-            (None, {"fields": ("tenant", "name", "role", "scopes", "expires_at", "revoked")})
-        ]
+        fieldsets = [(None, {"fields": ("tenant", "name", "role", "scopes", "expires_at", "revoked")})]
         if obj is not None:
             fieldsets.append(("Key", {"fields": self.secret_fields}))
         return fieldsets

@@ -230,10 +230,7 @@ def _validate(document) -> None:
     if not isinstance(document, dict):
         raise DocumentError("not an OpenAPI document (not an object)")
     version = document.get("openapi")
-    if (
-        not (isinstance(version, str) and version.startswith("3."))
-        and document.get("swagger") != "2.0"
-    ):
+    if not (isinstance(version, str) and version.startswith("3.")) and document.get("swagger") != "2.0":
         raise DocumentError("not an OpenAPI 3.x or Swagger 2.0 document")
     if not isinstance(document.get("paths"), dict):
         raise DocumentError("no paths object")
@@ -335,14 +332,8 @@ def _map_refs(node, rewrite: Callable[[str], str]):
     for key, value in node.items():
         if key == "$ref" and isinstance(value, str):
             mapped[key] = rewrite(value)
-        elif (
-            key == "discriminator"
-            and isinstance(value, dict)
-            and isinstance(value.get("mapping"), dict)
-        ):
-            mapping = {
-                name: rewrite(_mapping_ref(target)) for name, target in value["mapping"].items()
-            }
+        elif key == "discriminator" and isinstance(value, dict) and isinstance(value.get("mapping"), dict):
+            mapping = {name: rewrite(_mapping_ref(target)) for name, target in value["mapping"].items()}
             mapped[key] = {**value, "mapping": mapping}
         else:
             mapped[key] = _map_refs(value, rewrite)
@@ -437,13 +428,9 @@ def _swagger2_path_item(item: dict, shared: dict, consumes: list, produces: list
 
 
 def _swagger2_operation(operation: dict, inherited: list, shared: dict, consumes, produces) -> dict:
-    parameters = [
-        _swagger2_resolve(p, shared) for p in [*inherited, *(operation.get("parameters") or [])]
-    ]
+    parameters = [_swagger2_resolve(p, shared) for p in [*inherited, *(operation.get("parameters") or [])]]
     converted = {
-        k: v
-        for k, v in operation.items()
-        if k not in ("parameters", "consumes", "produces", "responses")
+        k: v for k, v in operation.items() if k not in ("parameters", "consumes", "produces", "responses")
     }
     converted["parameters"] = [
         _swagger2_parameter(p) for p in parameters if p.get("in") not in _BODY_LOCATIONS
@@ -461,9 +448,7 @@ def _swagger2_operation(operation: dict, inherited: list, shared: dict, consumes
 def _swagger2_resolve(parameter: dict, shared: dict) -> dict:
     """Body parameters move into requestBody, so a shared one must be inlined first."""
     ref = parameter.get("$ref", "") if isinstance(parameter, dict) else ""
-    target = (
-        shared.get(ref.removeprefix("#/parameters/")) if ref.startswith("#/parameters/") else None
-    )
+    target = shared.get(ref.removeprefix("#/parameters/")) if ref.startswith("#/parameters/") else None
     return target if isinstance(target, dict) and target.get("in") in _BODY_LOCATIONS else parameter
 
 
@@ -515,9 +500,7 @@ def _swagger2_security(scheme: dict) -> dict:
 # --- merging ---------------------------------------------------------------------------------
 
 
-def merge_documents(
-    sources: list[DocSource], metas: dict[str, dict], documents: dict[str, dict]
-) -> dict:
+def merge_documents(sources: list[DocSource], metas: dict[str, dict], documents: dict[str, dict]) -> dict:
     """One OpenAPI document over every source; x-gateway-services says which ones made it."""
     paths, components, tags, versions = {}, {}, [], set()
     for source in sources:

@@ -49,13 +49,17 @@ async def _probe(client: httpx.AsyncClient, gate: asyncio.Semaphore, target: Tar
             return CheckResult(target.pk, False, None, None, f"{type(exc).__name__}: {exc}"[:300])
     latency = round((time.perf_counter() - started) * 1000, 2)
     ok = 200 <= response.status_code < 400
-    return CheckResult(target.pk, ok, response.status_code, latency, "" if ok else f"HTTP {response.status_code}")
+    return CheckResult(
+        target.pk, ok, response.status_code, latency, "" if ok else f"HTTP {response.status_code}"
+    )
 
 
 async def _probe_all(targets: list[Target]) -> list[CheckResult]:
     gate = asyncio.Semaphore(MAX_PARALLEL_CHECKS)
     async with httpx.AsyncClient(
-        timeout=CHECK_TIMEOUT_SECONDS, follow_redirects=False, trust_env=False,
+        timeout=CHECK_TIMEOUT_SECONDS,
+        follow_redirects=False,
+        trust_env=False,
         headers={"User-Agent": USER_AGENT},
     ) as client:
         return await asyncio.gather(*(_probe(client, gate, target) for target in targets))
@@ -66,7 +70,8 @@ def due_targets(now=None) -> list[Target]:
     now = now or timezone.now()
     candidates = Target.objects.filter(enabled=True, service__enabled=True).select_related("service")
     return [
-        target for target in candidates
+        target
+        for target in candidates
         if target.last_checked_at is None
         or target.last_checked_at + timedelta(seconds=target.service.health_interval) <= now
     ]
@@ -76,15 +81,22 @@ def _record(targets: list[Target], results: list[CheckResult]) -> None:
     now = timezone.now()
     by_id = {target.pk: target for target in targets}
     TargetHealthCheck.objects.bulk_create(
-        TargetHealthCheck(target_id=r.target_id, ok=r.ok, status_code=r.status_code,
-                          latency_ms=r.latency_ms, error=r.error)
+        TargetHealthCheck(
+            target_id=r.target_id,
+            ok=r.ok,
+            status_code=r.status_code,
+            latency_ms=r.latency_ms,
+            error=r.error,
+        )
         for r in results
     )
     for result in results:
         target = by_id[result.target_id]
         if target.healthy != result.ok:
             logger.warning(
-                "target %s is now %s", target.url, "healthy" if result.ok else "unhealthy",
+                "target %s is now %s",
+                target.url,
+                "healthy" if result.ok else "unhealthy",
                 extra={"service": target.service.slug, "target": target.pk, "error": result.error},
             )
             with transaction.atomic():
@@ -99,7 +111,7 @@ def _record(targets: list[Target], results: list[CheckResult]) -> None:
 
 def _trim_history(target_id: int) -> None:
     keep = TargetHealthCheck.objects.filter(target_id=target_id).values_list("pk", flat=True)[
-        HEALTH_HISTORY_PER_TARGET - 1:HEALTH_HISTORY_PER_TARGET
+        HEALTH_HISTORY_PER_TARGET - 1 : HEALTH_HISTORY_PER_TARGET
     ]
     if keep:
         TargetHealthCheck.objects.filter(target_id=target_id, pk__lt=keep[0]).delete()

@@ -145,7 +145,9 @@ def validate_header_transforms(value) -> None:
         for name, header_value in (transforms.get("add") or {}).items():
             _check_header_name(name)
             if not isinstance(header_value, str) or any(c in header_value for c in "\r\n\x00"):
-                raise ValidationError(f"{side}.add.{name}: a header value on one line.", code="invalid_header")
+                raise ValidationError(
+                    f"{side}.add.{name}: a header value on one line.", code="invalid_header"
+                )
         for name in transforms.get("remove") or []:
             _check_header_name(name)
         for old, new in (transforms.get("rename") or {}).items():

@@ -96,9 +96,7 @@ class AuditedModel:
 AUDITED_MODELS = (
     AuditedModel("registry.Service", tenant=None),
     # Health state is written by the health sweep, not by anyone managing the gateway.
-    AuditedModel(
-        "registry.Target", tenant=None, ignored_fields=frozenset({"healthy", "last_checked_at"})
-    ),
+    AuditedModel("registry.Target", tenant=None, ignored_fields=frozenset({"healthy", "last_checked_at"})),
     AuditedModel("registry.ServiceVersion", tenant=None),
     AuditedModel("registry.RatePolicy", tenant=None),
     AuditedModel(
@@ -113,9 +111,7 @@ AUDITED_MODELS = (
         secret_fields=frozenset({"password"}),
         ignored_fields=frozenset({"last_login"}),
     ),
-    AuditedModel(
-        "tenancy.IdentityProvider", tenant=None, secret_fields=frozenset({"client_secret"})
-    ),
+    AuditedModel("tenancy.IdentityProvider", tenant=None, secret_fields=frozenset({"client_secret"})),
     AuditedModel("alerts.NotificationRule"),
 )
 AUDITED_MODEL_LABELS = tuple(spec.label.lower() for spec in AUDITED_MODELS)
@@ -217,9 +213,7 @@ def _audited_fields(
     spec: AuditedModel, instance: models.Model, update_fields: Iterable[str] | None = None
 ) -> list[models.Field]:
     skipped = BOOKKEEPING_FIELDS | spec.ignored_fields
-    fields = [
-        f for f in instance._meta.concrete_fields if not f.primary_key and f.name not in skipped
-    ]
+    fields = [f for f in instance._meta.concrete_fields if not f.primary_key and f.name not in skipped]
     if update_fields is not None:
         wanted = set(update_fields)
         fields = [f for f in fields if f.name in wanted or f.attname in wanted]
@@ -274,9 +268,7 @@ def capture_before(instance: models.Model, update_fields: Iterable[str] | None =
         logger.exception("audit: could not read %s %s before saving", spec.label, instance.pk)
 
 
-def record_save(
-    instance: models.Model, created: bool, update_fields: Iterable[str] | None = None
-) -> None:
+def record_save(instance: models.Model, created: bool, update_fields: Iterable[str] | None = None) -> None:
     """post_save: record a create with every field, or an update with the fields that changed."""
     spec = _spec_of(instance)
     if spec is None:
@@ -286,9 +278,7 @@ def record_save(
         fields = _audited_fields(spec, instance, update_fields)
         after = _values(spec, fields, lambda attname: getattr(instance, attname))
         if created:
-            _write(
-                spec, instance, AuditAction.CREATE, {name: (None, v) for name, v in after.items()}
-            )
+            _write(spec, instance, AuditAction.CREATE, {name: (None, v) for name, v in after.items()})
             return
         if before is _MISSING:
             logger.error("audit: no stored values of %s %s to compare", spec.label, instance.pk)
@@ -341,9 +331,7 @@ def _write(spec: AuditedModel, instance: models.Model, action: str, changes: dic
     request = context.request if context else None
     deleting = action == AuditAction.DELETE
     tenant = _tenant_of(spec, instance)
-    with (
-        transaction.atomic()
-    ):  # a savepoint: a failed insert leaves the change's transaction usable
+    with transaction.atomic():  # a savepoint: a failed insert leaves the change's transaction usable
         AuditEvent.objects.create(
             actor=None if deleting and actor is not None and actor == instance else actor,
             actor_repr=actor_repr,

@@ -16,5 +16,7 @@ def _resolver() -> ClientAddressResolver:
 
 def client_ip(request) -> str:
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
-    ip, _ = _resolver().resolve(request.META.get("REMOTE_ADDR", ""), forwarded.encode() if forwarded else None)
+    ip, _ = _resolver().resolve(
+        request.META.get("REMOTE_ADDR", ""), forwarded.encode() if forwarded else None
+    )
     return ip

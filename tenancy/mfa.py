@@ -45,8 +45,7 @@ MFA_METHODS = ("totp",)
 DEVICE_NAME = "Authenticator app"
 CODE_MAX_LENGTH = 10
 TOKEN_REQUIRED = (
-    "This account uses two-factor authentication: enter the 6-digit code from your "
-    "authenticator app."
+    "This account uses two-factor authentication: enter the 6-digit code from your authenticator app."
 )
 INVALID_TOKEN = "Invalid code: enter the current 6-digit code from your authenticator app."
 
@@ -150,9 +149,7 @@ class _OptionalOTPForm(OTPAuthenticationFormMixin, forms.Form):
         required=False,
         max_length=CODE_MAX_LENGTH,
         help_text="The 6-digit code from your authenticator app, if your account has one.",
-        widget=forms.TextInput(
-            attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "size": 8}
-        ),
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "size": 8}),
     )
     otp_challenge = forms.CharField(required=False)  # django-otp's challenge button
 
@@ -194,7 +191,5 @@ class CodeForm(forms.Form):
     code = forms.CharField(
         label="Code",
         max_length=CODE_MAX_LENGTH,
-        widget=forms.TextInput(
-            attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "size": 8}
-        ),
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "size": 8}),
     )

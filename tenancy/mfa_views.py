@@ -96,9 +96,7 @@ def enrolment(request: HttpRequest) -> HttpResponse:
     return _render_page(request, user, CodeForm())
 
 
-def _render_page(
-    request: HttpRequest, user: User, form: CodeForm, status: int = 200
-) -> HttpResponse:
+def _render_page(request: HttpRequest, user: User, form: CodeForm, status: int = 200) -> HttpResponse:
     context = {
         "account": user,
         "form": form,
@@ -129,9 +127,7 @@ def _code_view(action):
             messages.success(request, message)
             return redirect("mfa:enrolment")
         if not form.errors:
-            form.add_error(
-                "code", "That code was not accepted. Enter the current code from your app."
-            )
+            form.add_error("code", "That code was not accepted. Enter the current code from your app.")
         return _render_page(request, user, form, status=400)
 
     view.__name__ = action.__name__

@@ -26,7 +26,9 @@ class Tenant(models.Model):
         default=False, help_text="Users of this tenant must give a one-time code to log in."
     )
     ip_allow = models.JSONField(
-        default=list, blank=True, validators=[validate_cidr_list],
+        default=list,
+        blank=True,
+        validators=[validate_cidr_list],
         help_text="Client networks this tenant's credentials may be used from; empty: anywhere.",
     )
     ip_deny = models.JSONField(default=list, blank=True, validators=[validate_cidr_list])
@@ -66,9 +68,7 @@ class Subscription(models.Model):
 class User(AbstractUser):
     """A person who logs in: staff in the admin, or a tenant's member calling the API."""
 
-    tenant = models.ForeignKey(
-        Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="users"
-    )
+    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="users")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
 
     class Meta(AbstractUser.Meta):
@@ -117,17 +117,28 @@ class IdentityProvider(models.Model):
     client_id = models.CharField(max_length=200, blank=True, help_text="For introspection (Basic auth).")
     client_secret = models.CharField(max_length=300, blank=True)
     audience = models.CharField(max_length=300, blank=True, help_text="Required `aud`; empty: not checked.")
-    algorithms = models.JSONField(default=list, blank=True, validators=[validate_string_list],
-                                  help_text='Accepted JWS algorithms, default ["RS256"].')
+    algorithms = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_string_list],
+        help_text='Accepted JWS algorithms, default ["RS256"].',
+    )
     tenant_claim = models.CharField(max_length=100, default="tenant")
     default_tenant = models.ForeignKey(
-        Tenant, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        Tenant,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
         help_text="Tenant for tokens without the tenant claim.",
     )
     roles_claim = models.CharField(max_length=100, default="roles")
     scopes_claim = models.CharField(max_length=100, default="scope")
-    role_mapping = models.JSONField(default=dict, blank=True,
-                                    help_text='External role -> gateway role, e.g. {"bakery-admin": "admin"}.')
+    role_mapping = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='External role -> gateway role, e.g. {"bakery-admin": "admin"}.',
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -150,7 +161,9 @@ class AuditEvent(models.Model):
     model = models.CharField(max_length=100)
     object_id = models.CharField(max_length=64)
     object_repr = models.CharField(max_length=300)
-    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events")
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events"
+    )
     tenant_slug = models.CharField(max_length=50, blank=True, db_index=True)
     changes = models.JSONField(default=dict, help_text="field -> [before, after]")
     request_id = models.CharField(max_length=128, blank=True)

@@ -11,7 +11,12 @@ from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from tenancy.models import Tenant, User
 from tenancy.tokens import GatewayRefreshToken
 
-__all__ = ["GatewayTokenRefreshSerializer", "LoginSerializer", "RegisterSerializer", "UserSerializer"]
+__all__ = [
+    "GatewayTokenRefreshSerializer",
+    "LoginSerializer",
+    "RegisterSerializer",
+    "UserSerializer",
+]
 
 
 class LoginSerializer(serializers.Serializer):
@@ -36,7 +41,10 @@ class RegisterSerializer(serializers.Serializer):
     tenant_name = serializers.CharField(max_length=100, required=False)
 
     def validate_email(self, value: str) -> str:
-        if User.objects.filter(email__iexact=value).exists() or User.objects.filter(username__iexact=value).exists():
+        if (
+            User.objects.filter(email__iexact=value).exists()
+            or User.objects.filter(username__iexact=value).exists()
+        ):
             raise serializers.ValidationError("An account with this email already exists.")
         return value.lower()
 
@@ -59,13 +67,20 @@ class RegisterSerializer(serializers.Serializer):
 
         from tenancy.models import Subscription
 
-        tenant = Tenant.objects.create(name=validated_data["tenant_name"], slug=_unique_slug(validated_data["tenant_name"]))
+        tenant = Tenant.objects.create(
+            name=validated_data["tenant_name"], slug=_unique_slug(validated_data["tenant_name"])
+        )
         Subscription.objects.create(
-            tenant=tenant, status="trialing", current_period_end=timezone.now() + timedelta(days=TRIAL_DAYS)
+            tenant=tenant,
+            status="trialing",
+            current_period_end=timezone.now() + timedelta(days=TRIAL_DAYS),
         )
         return User.objects.create_user(
-            validated_data["email"], email=validated_data["email"], password=validated_data["password"],
-            tenant=tenant, role="member",
+            validated_data["email"],
+            email=validated_data["email"],
+            password=validated_data["password"],
+            tenant=tenant,
+            role="member",
         )
 
 
@@ -93,7 +108,17 @@ class UserSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = User
-        fields = ["id", "username", "email", "first_name", "last_name", "role", "scopes", "is_staff", "tenant"]
+        fields = [
+            "id",
+            "username",
+            "email",
+            "first_name",
+            "last_name",
+            "role",
+            "scopes",
+            "is_staff",
+            "tenant",
+        ]
 
     def get_tenant(self, user) -> dict | None:
         tenant = user.tenant

@@ -25,7 +25,9 @@ class GatewayTokenBackend(TokenBackend):
     def __init__(self) -> None:
         ring = key_ring()
         super().__init__(
-            ring.algorithm, audience=settings.JWT_AUDIENCE, issuer=settings.JWT_ISSUER,
+            ring.algorithm,
+            audience=settings.JWT_AUDIENCE,
+            issuer=settings.JWT_ISSUER,
             leeway=settings.JWT_LEEWAY_SECONDS,
         )
         self.ring = ring
@@ -33,7 +35,9 @@ class GatewayTokenBackend(TokenBackend):
     def encode(self, payload: dict) -> str:
         claims = {**payload, "aud": self.audience, "iss": self.issuer}
         return jwt.encode(
-            claims, self.ring.signing_key, algorithm=self.ring.algorithm,
+            claims,
+            self.ring.signing_key,
+            algorithm=self.ring.algorithm,
             headers={"kid": self.ring.signing_kid},
         )
 
@@ -55,8 +59,12 @@ def decode_gateway_token(token: str, verify: bool = True) -> dict:
     if key is None:
         raise jwt.InvalidTokenError("unknown kid")
     return jwt.decode(
-        token, key, algorithms=[ring.algorithm], audience=settings.JWT_AUDIENCE,
-        issuer=settings.JWT_ISSUER, leeway=settings.JWT_LEEWAY_SECONDS,
+        token,
+        key,
+        algorithms=[ring.algorithm],
+        audience=settings.JWT_AUDIENCE,
+        issuer=settings.JWT_ISSUER,
+        leeway=settings.JWT_LEEWAY_SECONDS,
         options={"require": ["exp", "iat", "jti", "sub"]},
     )
 

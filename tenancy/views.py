@@ -33,7 +33,12 @@ from tenancy.serializers import (
     RegisterSerializer,
     UserSerializer,
 )
-from tenancy.tokens import GatewayAccessToken, GatewayRefreshToken, decode_gateway_token, tokens_for_user
+from tenancy.tokens import (
+    GatewayAccessToken,
+    GatewayRefreshToken,
+    decode_gateway_token,
+    tokens_for_user,
+)
 
 __all__ = [
     "DemoSessionView",
@@ -84,7 +89,9 @@ class PublicAuthView(APIView):
 
 
 def _user_for_login(name: str) -> User | None:
-    return User.objects.filter(Q(username__iexact=name) | Q(email__iexact=name)).select_related("tenant").first()
+    return (
+        User.objects.filter(Q(username__iexact=name) | Q(email__iexact=name)).select_related("tenant").first()
+    )
 
 
 def _check_password(name: str, password: str) -> User | None:
@@ -94,9 +101,7 @@ def _check_password(name: str, password: str) -> User | None:
     return user if user is not None and user.is_active else None
 
 
-def _check_credentials(
-    name: str, password: str, otp: str | None
-) -> tuple[User | None, SecondFactor]:
+def _check_credentials(name: str, password: str, otp: str | None) -> tuple[User | None, SecondFactor]:
     """Password, then the second factor; a wrong code fails like a wrong password (no user)."""
     user = _check_password(name, password)
     if user is None:
@@ -138,7 +143,9 @@ class LoginView(PublicAuthView):
 class RegisterView(PublicAuthView):
     @extend_schema(request=RegisterSerializer, responses={201: TokenPairSerializer}, tags=["auth"])
     def post(self, request):
-        if (limited := self.throttled(request, "register", str(request.data.get("email", "")).lower())) is not None:
+        if (
+            limited := self.throttled(request, "register", str(request.data.get("email", "")).lower())
+        ) is not None:
             return limited
         serializer = RegisterSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -151,7 +158,8 @@ class RefreshView(PublicAuthView):
 
     @extend_schema(
         request=inline_serializer("RefreshRequest", {"refresh": serializers.CharField()}),
-        responses={200: TokenPairSerializer}, tags=["auth"],
+        responses={200: TokenPairSerializer},
+        tags=["auth"],
     )
     def post(self, request):
         serializer = GatewayTokenRefreshSerializer(data=request.data)
@@ -167,7 +175,8 @@ class LogoutView(PublicAuthView):
 
     @extend_schema(
         request=inline_serializer("LogoutRequest", {"refresh": serializers.CharField(required=False)}),
-        responses={204: None}, tags=["auth"],
+        responses={204: None},
+        tags=["auth"],
     )
     def post(self, request):
         revoked_any = False
@@ -199,14 +208,24 @@ class OAuthTokenView(PublicAuthView):
     @extend_schema(
         request=inline_serializer(
             "OAuthTokenRequest",
-            {"grant_type": serializers.CharField(), "username": serializers.CharField(),
-             "password": serializers.CharField(), "otp": serializers.CharField(required=False)},
+            {
+                "grant_type": serializers.CharField(),
+                "username": serializers.CharField(),
+                "password": serializers.CharField(),
+                "otp": serializers.CharField(required=False),
+            },
         ),
-        responses={200: inline_serializer(
-            "OAuthTokenResponse",
-            {"access_token": serializers.CharField(), "token_type": serializers.CharField(),
-             "expires_in": serializers.IntegerField(), "refresh_token": serializers.CharField()},
-        )},
+        responses={
+            200: inline_serializer(
+                "OAuthTokenResponse",
+                {
+                    "access_token": serializers.CharField(),
+                    "token_type": serializers.CharField(),
+                    "expires_in": serializers.IntegerField(),
+                    "refresh_token": serializers.CharField(),
+                },
+            )
+        },
         tags=["auth"],
     )
     def post(self, request):
@@ -223,21 +242,34 @@ class OAuthTokenView(PublicAuthView):
         if (refusal := _second_factor_refusal(request, second)) is not None:
             return refusal
         tokens = tokens_for_user(user)
-        return Response({
-            "access_token": tokens["access"],
-            "token_type": "bearer",
-            "expires_in": int(settings.JWT_ACCESS_LIFETIME),
-            "refresh_token": tokens["refresh"],
-        })
+        return Response(
+            {
+                "access_token": tokens["access"],
+                "token_type": "bearer",
+                "expires_in": int(settings.JWT_ACCESS_LIFETIME),
+                "refresh_token": tokens["refresh"],
+            }
+        )
 
 
 class DemoSessionView(PublicAuthView):
     """A short-lived token for a fresh demo session in a demo tenant (no account needed)."""
 
-    @extend_schema(request=None, responses={201: inline_serializer(
-        "DemoSession", {"access": serializers.CharField(), "demo_session": serializers.CharField(),
-                        "tenant": serializers.CharField(), "expires_in": serializers.IntegerField()},
-    )}, tags=["auth"])
+    @extend_schema(
+        request=None,
+        responses={
+            201: inline_serializer(
+                "DemoSession",
+                {
+                    "access": serializers.CharField(),
+                    "demo_session": serializers.CharField(),
+                    "tenant": serializers.CharField(),
+                    "expires_in": serializers.IntegerField(),
+                },
+            )
+        },
+        tags=["auth"],
+    )
     def post(self, request):
         if (limited := self.throttled(request, "demo", rate=_DEMO_RATE)) is not None:
             return limited
@@ -246,7 +278,9 @@ class DemoSessionView(PublicAuthView):
             return problem_response(request, "SERVICE_UNAVAILABLE", "No demo tenant is configured.")
         lifetime = timedelta(seconds=settings.JWT_DEMO_LIFETIME)
         session = DemoSession.objects.create(
-            key=secrets.token_urlsafe(24), tenant=tenant, client_ip=client_ip(request) or None,
+            key=secrets.token_urlsafe(24),
+            tenant=tenant,
+            client_ip=client_ip(request) or None,
             expires_at=timezone.now() + lifetime,
         )
         token = GatewayAccessToken()
@@ -257,8 +291,12 @@ class DemoSessionView(PublicAuthView):
         token["scopes"] = ["read", "write"]
         token["demo_session"] = session.key
         return Response(
-            {"access": str(token), "demo_session": session.key, "tenant": tenant.slug,
-             "expires_in": int(lifetime.total_seconds())},
+            {
+                "access": str(token),
+                "demo_session": session.key,
+                "tenant": tenant.slug,
+                "expires_in": int(lifetime.total_seconds()),
+            },
             status=status.HTTP_201_CREATED,
         )
 
@@ -276,4 +314,3 @@ def jwks_view(request):
     response = JsonResponse(key_ring().jwks())
     response["Cache-Control"] = "public, max-age=300"
     return response
-

@@ -120,9 +120,11 @@ def artifacts_dir() -> str:
 
 @pytest.fixture
 def tenant(db):
-    from tenancy.models import Subscription, Tenant
-    from django.utils import timezone
     from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tenancy.models import Subscription, Tenant
 
     tenant = Tenant.objects.create(name="Acme Bakery", slug="acme")
     Subscription.objects.create(tenant=tenant, current_period_end=timezone.now() + timedelta(days=30))
@@ -134,8 +136,12 @@ def staff_user(db):
     from tenancy.models import User
 
     return User.objects.create_user(
-        "staffer", email="staffer@example.com", password="staff-pass-123", is_staff=True,
-        is_superuser=True, role="admin",
+        "staffer",
+        email="staffer@example.com",
+        password="staff-pass-123",
+        is_staff=True,
+        is_superuser=True,
+        role="admin",
     )
 
 
@@ -144,7 +150,10 @@ def member_user(db, tenant):
     from tenancy.models import User
 
     return User.objects.create_user(
-        "member", email="member@acme.example", password="member-pass-123", tenant=tenant,
+        "member",
+        email="member@acme.example",
+        password="member-pass-123",
+        tenant=tenant,
         role="member",
     )
 

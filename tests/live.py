@@ -49,8 +49,14 @@ class GatewayServer:
         # proxy_headers off: the gateway resolves X-Forwarded-For itself, via TRUSTED_PROXIES only.
         from gateway_project.serve import GatewayHttpProtocol
 
-        options = {"log_level": "warning", "lifespan": "on", "loop": "asyncio", "http": GatewayHttpProtocol,
-                   "proxy_headers": False, "server_header": False}
+        options = {
+            "log_level": "warning",
+            "lifespan": "on",
+            "loop": "asyncio",
+            "http": GatewayHttpProtocol,
+            "proxy_headers": False,
+            "server_header": False,
+        }
         options.update(uvicorn_options)
         self._server = uvicorn.Server(uvicorn.Config(self.application, **options))
         self._thread = threading.Thread(target=self._run, name=f"gateway-{self.port}", daemon=True)
@@ -212,8 +218,15 @@ class RecordingUpstream:
 
         with self._lock:
             self.requests.append(
-                Received("WS", request.path, request.query_string,
-                         {k.lower(): v for k, v in request.headers.items()}, [], b"", self.port)
+                Received(
+                    "WS",
+                    request.path,
+                    request.query_string,
+                    {k.lower(): v for k, v in request.headers.items()},
+                    [],
+                    b"",
+                    self.port,
+                )
             )
         socket_ = web.WebSocketResponse()
         await socket_.prepare(request)
@@ -239,8 +252,15 @@ class RecordingUpstream:
             total += len(chunk)
         with self._lock:
             self.requests.append(
-                Received(request.method, request.path, request.query_string,
-                         {k.lower(): v for k, v in request.headers.items()}, [], b"", self.port)
+                Received(
+                    request.method,
+                    request.path,
+                    request.query_string,
+                    {k.lower(): v for k, v in request.headers.items()},
+                    [],
+                    b"",
+                    self.port,
+                )
             )
         return web.json_response({"received_bytes": total, "sha256": digest.hexdigest()})
 
@@ -249,10 +269,14 @@ class RecordingUpstream:
 
         count = int(request.query.get("count", "3"))
         interval = float(request.query.get("interval", "0.2"))
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
         await response.prepare(request)
         for index in range(count):
-            await response.write(f"id: {index}\ndata: {json.dumps({'n': index, 't': time.time()})}\n\n".encode())
+            await response.write(
+                f"id: {index}\ndata: {json.dumps({'n': index, 't': time.time()})}\n\n".encode()
+            )
             await asyncio.sleep(interval)
         await response.write_eof()
         return response
@@ -325,8 +349,17 @@ class GatewayProcess:
         )
         env.update(extra_env or {})
         self.command = [
-            sys.executable, "-m", "gateway_project.serve", "--host", "127.0.0.1",
-            "--port", str(self.port), "--workers", str(workers), "--graceful-timeout", "3",
+            sys.executable,
+            "-m",
+            "gateway_project.serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+            "--graceful-timeout",
+            "3",
         ]
         self.env = env
         self.process = None

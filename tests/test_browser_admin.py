@@ -26,9 +26,7 @@ def _orm_beside_playwright(django_db_setup):
 @pytest.fixture
 def bakery_madrid(transactional_db) -> Tenant:
     tenant = Tenant.objects.create(name="Bakery Madrid", slug="bakery-madrid")
-    Subscription.objects.create(
-        tenant=tenant, current_period_end=timezone.now() + timedelta(days=30)
-    )
+    Subscription.objects.create(tenant=tenant, current_period_end=timezone.now() + timedelta(days=30))
     Tenant.objects.create(name="Bakery Sevilla", slug="bakery-sevilla")
     return tenant
 

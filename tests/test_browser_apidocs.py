@@ -54,9 +54,7 @@ def test_the_docs_render_every_service_offline(gateway, upstreams, page, artifac
 
     # Then: Swagger UI (from the gateway's own static files) shows both services' operations.
     for path in ("/api/v1/sales/orders/{id}", "/api/v1/stock/items"):
-        expect(page.locator(f'.opblock-summary-path[data-path="{path}"]')).to_be_visible(
-            timeout=15_000
-        )
+        expect(page.locator(f'.opblock-summary-path[data-path="{path}"]')).to_be_visible(timeout=15_000)
     expect(page.locator(".opblock-tag", has_text="Sales")).to_be_visible()
     # And: the status list marks the broken document with its error.
     broken = page.locator('[data-testid="apidocs-service"][data-service="broken"]')

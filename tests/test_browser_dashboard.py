@@ -41,9 +41,7 @@ def register(slug: str, url: str, **fields):
     from registry.models import Service, Target
 
     fields.setdefault("auth_required", False)
-    service = Service.objects.create(
-        name=slug.title(), slug=slug, path_prefix=f"/api/v1/{slug}", **fields
-    )
+    service = Service.objects.create(name=slug.title(), slug=slug, path_prefix=f"/api/v1/{slug}", **fields)
     Target.objects.create(service=service, url=url)
     return service
 
@@ -83,9 +81,7 @@ def test_staff_watch_services_breakers_and_live_traffic(page, gateway, upstream,
     from tenancy.models import Tenant, User
 
     User.objects.create_superuser("ops", "ops@example.com", "ops-pass-123")
-    Tenant.objects.create(
-        name="Bakery Madrid", slug="bakery-madrid", read_only=True, read_only_reason=REASON
-    )
+    Tenant.objects.create(name="Bakery Madrid", slug="bakery-madrid", read_only=True, read_only_reason=REASON)
 
     # Given sales answering, billing pointing at a closed port, inventory idle
     sales = register("sales", upstream.url, retries=0, breaker_failure_threshold=50)

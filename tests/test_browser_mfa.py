@@ -60,9 +60,7 @@ def test_admin_login_needs_the_code_from_the_app(live_server, page, enrolled_sta
 
 
 @pytest.mark.browser
-def test_staff_enrol_an_authenticator_app_from_the_admin(
-    live_server, page, transactional_db, artifacts_dir
-):
+def test_staff_enrol_an_authenticator_app_from_the_admin(live_server, page, transactional_db, artifacts_dir):
     User.objects.create_superuser("ops", "ops@example.com", "ops-pass-123")
 
     # Given a staff member without a device, logged in with a password, told to enrol

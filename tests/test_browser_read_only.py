@@ -30,8 +30,13 @@ def test_read_only_toggled_in_the_admin_blocks_writes_through_the_gateway(live, 
     gateway, upstream = live
     tenant = Tenant.objects.create(name="Bakery Madrid", slug="bakery-madrid")
     Subscription.objects.create(tenant=tenant, current_period_end=timezone.now() + timedelta(days=30))
-    owner = User.objects.create_user("owner@bakery-madrid.example", email="owner@bakery-madrid.example",
-                                     password="bakery-demo-pass", tenant=tenant, role="member")
+    owner = User.objects.create_user(
+        "owner@bakery-madrid.example",
+        email="owner@bakery-madrid.example",
+        password="bakery-demo-pass",
+        tenant=tenant,
+        role="member",
+    )
     User.objects.create_superuser("staff", "staff@example.com", "staff-pass-123", role="admin")
     service = Service.objects.create(name="Sales", slug="sales", path_prefix="/api/v1/sales")
     Target.objects.create(service=service, url=upstream.url)

@@ -230,9 +230,7 @@ def config_for(tmp_path, **changes) -> cluster.ClusterConfig:
     return cluster.ClusterConfig(**{**defaults, **changes})
 
 
-def test_unreachable_redis_fails_with_a_clear_message_before_starting_anything(
-    tmp_path, capsys, monkeypatch
-):
+def test_unreachable_redis_fails_with_a_clear_message_before_starting_anything(tmp_path, capsys, monkeypatch):
     dead_port = free_port_block(1)
     config = config_for(tmp_path, redis_url=f"redis://127.0.0.1:{dead_port}/5")
     started = []

@@ -227,16 +227,12 @@ def test_fake_nominatim_is_deterministic_and_counts_requests(upstream, client):
     fakes = upstream["fakes"]
     before = client.get(f"{fakes}/_stats").json()["search_requests"]
     headers = {"User-Agent": "gateway-test/1.0"}
-    madrid = client.get(
-        f"{fakes}/search", params={"q": "Madrid", "format": "json"}, headers=headers
-    )
+    madrid = client.get(f"{fakes}/search", params={"q": "Madrid", "format": "json"}, headers=headers)
     assert madrid.status_code == 200
     [place] = madrid.json()
     assert (place["lat"], place["lon"]) == ("40.4167047", "-3.7035825")
     assert "Madrid" in place["display_name"] and len(place["boundingbox"]) == 4
-    elsewhere = [
-        client.get(f"{fakes}/search", params={"q": "Obrador 7", "format": "json"}) for _ in "ab"
-    ]
+    elsewhere = [client.get(f"{fakes}/search", params={"q": "Obrador 7", "format": "json"}) for _ in "ab"]
     assert elsewhere[0].json() == elsewhere[1].json() != madrid.json()
     assert client.get(f"{fakes}/search", params={"q": "", "format": "json"}).json() == []
     assert client.get(f"{fakes}/search", params={"q": "x", "format": "xml"}).status_code == 400

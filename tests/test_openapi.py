@@ -8,7 +8,6 @@ import pytest
 from drf_spectacular.drainage import GENERATOR_STATS
 from drf_spectacular.validation import validate_schema
 
-
 MANAGEMENT_OPERATIONS = {
     "/api/manage/services/": {"get", "post"},
     "/api/manage/services/{id}/": {"get", "put", "patch", "delete"},

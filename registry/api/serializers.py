@@ -54,10 +54,7 @@ def clean_model_instance(instance: models.Model, attrs: dict, exclude: Iterable[
         if NON_FIELD_ERRORS in detail:
             detail[api_settings.NON_FIELD_ERRORS_KEY] = detail.pop(NON_FIELD_ERRORS)
         raise serializers.ValidationError(detail) from exc
-    return {
-        name: getattr(instance, name) if name in field_names else value
-        for name, value in attrs.items()
-    }
+    return {name: getattr(instance, name) if name in field_names else value for name, value in attrs.items()}
 
 
 class FullCleanModelSerializer(serializers.ModelSerializer):
@@ -81,9 +78,7 @@ _TARGET_READ_ONLY = ("healthy", "last_checked_at", "breaker_reset_at", "created_
 class ServiceTargetSerializer(serializers.ModelSerializer):
     """A target inside a service body: matched by `id` on update, created when `id` is absent."""
 
-    id = serializers.IntegerField(
-        required=False, help_text="Existing target's id; omit for a new one."
-    )
+    id = serializers.IntegerField(required=False, help_text="Existing target's id; omit for a new one.")
 
     class Meta:
         model = Target
@@ -123,9 +118,7 @@ class ServiceSerializer(FullCleanModelSerializer):
         except serializers.ValidationError as exc:
             errors.update(exc.detail)
         if targets is None and self.instance is not None and not self.partial:
-            errors["targets"] = [
-                "Send the full list of targets on PUT (an empty list removes all)."
-            ]
+            errors["targets"] = ["Send the full list of targets on PUT (an empty list removes all)."]
         elif targets is not None:
             try:
                 attrs["targets"] = self._validate_targets(targets)

@@ -152,9 +152,7 @@ class ManagementViewSet(NotFoundProblemMixin, viewsets.ModelViewSet):
         changed = ", ".join(sorted(serializer.validated_data)) or "nothing"
         with transaction.atomic():
             serializer.save()
-            record_change(
-                self.request, serializer.instance, CHANGE, f"Changed {changed} through the API."
-            )
+            record_change(self.request, serializer.instance, CHANGE, f"Changed {changed} through the API.")
 
     def perform_destroy(self, instance) -> None:
         with transaction.atomic():
@@ -262,11 +260,7 @@ class ApiKeyViewSet(ManagementViewSet):
     ordering_fields = ("name", "created_at", "expires_at", "last_used_at")
 
     def get_serializer_class(self):
-        return (
-            ApiKeyWithSecretSerializer
-            if self.action == "create"
-            else super().get_serializer_class()
-        )
+        return ApiKeyWithSecretSerializer if self.action == "create" else super().get_serializer_class()
 
     @extend_schema(request=None, responses=ApiKeySerializer)
     @action(detail=True, methods=["post"], serializer_class=NoBody)
@@ -318,17 +312,13 @@ class CircuitBreakerViewSet(
         target.breaker_reset_at = timezone.now()
         target.save(update_fields=["breaker_reset_at", "updated_at"])
         record_change(request, target, CHANGE, "Reset the circuit breaker through the API.")
-        return Response(
-            CircuitBreakerSerializer(target, context=self.get_serializer_context()).data
-        )
+        return Response(CircuitBreakerSerializer(target, context=self.get_serializer_context()).data)
 
 
 def health_report(targets: QuerySet) -> dict:
     """Each target with its newest stored check, in two queries however many targets."""
     newest = TargetHealthCheck.objects.filter(target=OuterRef("pk")).order_by("-created_at", "-pk")
-    rows = list(
-        targets.select_related("service").annotate(last_check_id=Subquery(newest.values("pk")[:1]))
-    )
+    rows = list(targets.select_related("service").annotate(last_check_id=Subquery(newest.values("pk")[:1])))
     checks = TargetHealthCheck.objects.in_bulk([t.last_check_id for t in rows if t.last_check_id])
     for target in rows:
         target.last_check = checks.get(target.last_check_id)

@@ -17,11 +17,18 @@ class RatePolicy(models.Model):
     name = models.CharField(max_length=64, unique=True, validators=[_policy_name])
     scope = models.CharField(max_length=16, choices=RateScope.choices, default=RateScope.USER)
     service = models.ForeignKey(
-        "registry.Service", null=True, blank=True, on_delete=models.CASCADE,
-        related_name="rate_policies", help_text="Empty: every service.",
+        "registry.Service",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="rate_policies",
+        help_text="Empty: every service.",
     )
     methods = models.JSONField(
-        default=list, blank=True, validators=[validate_method_list], help_text="Empty: every method."
+        default=list,
+        blank=True,
+        validators=[validate_method_list],
+        help_text="Empty: every method.",
     )
     role = models.CharField(max_length=16, choices=Role.choices, blank=True)
     plan = models.CharField(max_length=32, blank=True, help_text="Applies to tenants on this plan.")
@@ -30,7 +37,8 @@ class RatePolicy(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(31 * 86400)]
     )
     burst = models.PositiveIntegerField(
-        default=0, validators=[MaxValueValidator(10**9)],
+        default=0,
+        validators=[MaxValueValidator(10**9)],
         help_text="GCRA only: requests allowed at once on top of the steady rate.",
     )
     algorithm = models.CharField(

@@ -48,17 +48,23 @@ class Service(models.Model):
         max_length=32, choices=LoadBalancing.choices, default=LoadBalancing.WEIGHTED_ROUND_ROBIN
     )
     connect_timeout = models.FloatField(
-        default=2.0, validators=[MinValueValidator(0.05), MaxValueValidator(60)], help_text="Seconds."
+        default=2.0,
+        validators=[MinValueValidator(0.05), MaxValueValidator(60)],
+        help_text="Seconds.",
     )
     read_timeout = models.FloatField(
-        default=30.0, validators=[MinValueValidator(0.1), MaxValueValidator(600)], help_text="Seconds."
+        default=30.0,
+        validators=[MinValueValidator(0.1), MaxValueValidator(600)],
+        help_text="Seconds.",
     )
     retries = models.PositiveSmallIntegerField(default=2, validators=[MaxValueValidator(5)])
     allowed_methods = models.JSONField(default=_all_methods, validators=[validate_method_list])
     auth_required = models.BooleanField(default=True)
     public_paths = models.JSONField(
-        default=list, blank=True, validators=[validate_path_list],
-        help_text="Paths below the prefix that need no authentication, e.g. [\"/public\"].",
+        default=list,
+        blank=True,
+        validators=[validate_path_list],
+        help_text='Paths below the prefix that need no authentication, e.g. ["/public"].',
     )
     read_roles = models.JSONField(default=list, blank=True, validators=[validate_string_list])
     read_scopes = models.JSONField(default=list, blank=True, validators=[validate_string_list])
@@ -68,7 +74,8 @@ class Service(models.Model):
         default=BREAKER_DEFAULTS["failure_threshold"], validators=[MinValueValidator(1)]
     )
     breaker_failure_window = models.PositiveIntegerField(
-        default=BREAKER_DEFAULTS["failure_window"], validators=[MinValueValidator(1)],
+        default=BREAKER_DEFAULTS["failure_window"],
+        validators=[MinValueValidator(1)],
         help_text="Seconds.",
     )
     breaker_minimum_throughput = models.PositiveSmallIntegerField(
@@ -76,7 +83,8 @@ class Service(models.Model):
     )
     breaker_recovery_timeout = models.FloatField(
         default=BREAKER_DEFAULTS["recovery_timeout"],
-        validators=[MinValueValidator(0.1), MaxValueValidator(3600)], help_text="Seconds.",
+        validators=[MinValueValidator(0.1), MaxValueValidator(3600)],
+        help_text="Seconds.",
     )
     breaker_success_threshold = models.PositiveSmallIntegerField(
         default=BREAKER_DEFAULTS["success_threshold"], validators=[MinValueValidator(1)]
@@ -84,7 +92,8 @@ class Service(models.Model):
     health_path = models.CharField(max_length=200, default="/health")
     health_interval = models.PositiveIntegerField(
         default=DEFAULT_HEALTH_INTERVAL_SECONDS,
-        validators=[MinValueValidator(1), MaxValueValidator(86400)], help_text="Seconds.",
+        validators=[MinValueValidator(1), MaxValueValidator(86400)],
+        help_text="Seconds.",
     )
     websocket_enabled = models.BooleanField(default=False)
     max_body_bytes = models.PositiveBigIntegerField(
@@ -92,30 +101,40 @@ class Service(models.Model):
     )
     enabled = models.BooleanField(default=True)
     cache_ttl = models.PositiveIntegerField(
-        default=0, validators=[MaxValueValidator(86400)],
+        default=0,
+        validators=[MaxValueValidator(86400)],
         help_text="Seconds to cache GET/HEAD responses per tenant; 0 turns caching off.",
     )
     cache_generation = models.PositiveIntegerField(
-        default=0, editable=False, help_text="Bumped by a purge: every instance stops using older entries."
+        default=0,
+        editable=False,
+        help_text="Bumped by a purge: every instance stops using older entries.",
     )
     default_version = models.CharField(
         max_length=20, default="1", help_text="Version served when a request names none."
     )
     ip_allow = models.JSONField(
-        default=list, blank=True, validators=[validate_cidr_list],
+        default=list,
+        blank=True,
+        validators=[validate_cidr_list],
         help_text="Client networks allowed to call the service; empty: everyone.",
     )
     ip_deny = models.JSONField(
-        default=list, blank=True, validators=[validate_cidr_list],
+        default=list,
+        blank=True,
+        validators=[validate_cidr_list],
         help_text="Client networks refused (checked before the allowlist).",
     )
     header_transforms = models.JSONField(
-        default=dict, blank=True, validators=[validate_header_transforms],
+        default=dict,
+        blank=True,
+        validators=[validate_header_transforms],
         help_text='{"request": {"add": {}, "remove": [], "rename": {}}, "response": {...}}; '
         "the gateway's own headers cannot be changed.",
     )
     openapi_path = models.CharField(
-        max_length=200, blank=True,
+        max_length=200,
+        blank=True,
         help_text="Path of the service's OpenAPI document (e.g. /openapi.json) for /api/v1/docs.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
@@ -184,7 +203,9 @@ class ServiceVersion(models.Model):
     """An API version of a service, reachable as /api/v<N>/<name> or with Accept-Version: <N>."""
 
     service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="versions")
-    version = models.CharField(max_length=20, validators=[RegexValidator(r"^[0-9]{1,4}$", "A number, e.g. 2.")])
+    version = models.CharField(
+        max_length=20, validators=[RegexValidator(r"^[0-9]{1,4}$", "A number, e.g. 2.")]
+    )
     deprecated = models.BooleanField(default=False, help_text="Responses carry a Deprecation header.")
     deprecated_at = models.DateTimeField(null=True, blank=True)
     sunset_at = models.DateTimeField(null=True, blank=True, help_text="Announced in the Sunset header.")

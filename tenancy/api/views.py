@@ -80,9 +80,7 @@ class TenantViewSet(ManagementViewSet):
         "plan": QueryFilter("plan", choices=tuple(Plan.values)),
         "read_only": QueryFilter("read_only", boolean=True),
         "is_demo": QueryFilter("is_demo", boolean=True),
-        "subscription_status": QueryFilter(
-            "subscription__status", choices=tuple(SubscriptionStatus.values)
-        ),
+        "subscription_status": QueryFilter("subscription__status", choices=tuple(SubscriptionStatus.values)),
     }
     search_fields = ("name", "slug")
     ordering_fields = ("name", "slug", "created_at")

@@ -31,8 +31,14 @@ def tenant_user(transactional_db):
     def make(slug: str, role: str = "staff", **user_fields):
         tenant = Tenant.objects.create(name=slug.title(), slug=slug)
         Subscription.objects.create(tenant=tenant, current_period_end=timezone.now() + timedelta(days=30))
-        user = User.objects.create_user(f"ops@{slug}.example", email=f"ops@{slug}.example",
-                                        password="pw-123456789", tenant=tenant, role=role, **user_fields)
+        user = User.objects.create_user(
+            f"ops@{slug}.example",
+            email=f"ops@{slug}.example",
+            password="pw-123456789",
+            tenant=tenant,
+            role=role,
+            **user_fields,
+        )
         return tenant, user, tokens_for_user(user)["access"]
 
     return make
@@ -62,7 +68,10 @@ class SseReader:
             self._ready.set()
 
     def _read(self, url, headers):
-        with httpx.Client(timeout=httpx.Timeout(5, read=30)) as client, client.stream("GET", url, headers=headers) as response:
+        with (
+            httpx.Client(timeout=httpx.Timeout(5, read=30)) as client,
+            client.stream("GET", url, headers=headers) as response,
+        ):
             self.status = response.status_code
             self.headers = response.headers
             if response.status_code != 200:

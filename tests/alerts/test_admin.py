@@ -40,9 +40,7 @@ def delivery(rule, alert):
     "model", [Alert, NotificationRule, NotificationDelivery], ids=lambda model: model.__name__
 )
 def test_changelist_and_change_form_render_for_staff(admin_client, delivery, model):
-    obj = {Alert: delivery.alert, NotificationRule: delivery.rule, NotificationDelivery: delivery}[
-        model
-    ]
+    obj = {Alert: delivery.alert, NotificationRule: delivery.rule, NotificationDelivery: delivery}[model]
 
     changelist = admin_client.get(admin_url(model, "changelist"))
     change = admin_client.get(admin_url(model, "change", obj.pk))
@@ -65,9 +63,7 @@ def test_deliveries_are_read_only(admin_client, delivery):
     change_url = admin_url(NotificationDelivery, "change", delivery.pk)
 
     page = admin_client.get(change_url).content.decode()
-    attempt = admin_client.post(
-        change_url, {"status": "delivered", "attempts": "1", "last_error": ""}
-    )
+    attempt = admin_client.post(change_url, {"status": "delivered", "attempts": "1", "last_error": ""})
 
     assert 'name="_save"' not in page
     assert attempt.status_code == 403

@@ -51,13 +51,9 @@ def test_a_rule_for_each_channel_is_created(staff_client, tenant, channel, desti
 
 
 def test_rule_update_and_delete(staff_client, tenant):
-    rule = NotificationRule.objects.create(
-        tenant=tenant, channel="email", destination="a@b.example"
-    )
+    rule = NotificationRule.objects.create(tenant=tenant, channel="email", destination="a@b.example")
 
-    patched = staff_client.patch(
-        f"{MANAGE}/notification-rules/{rule.pk}/", {"enabled": False}, format="json"
-    )
+    patched = staff_client.patch(f"{MANAGE}/notification-rules/{rule.pk}/", {"enabled": False}, format="json")
     deleted = staff_client.delete(f"{MANAGE}/notification-rules/{rule.pk}/")
 
     assert patched.status_code == 200 and patched.json()["enabled"] is False
@@ -74,9 +70,7 @@ def test_rule_update_and_delete(staff_client, tenant):
         ("sse", "ops@acme.example"),
     ],
 )
-def test_a_destination_that_does_not_suit_the_channel_is_a_400(
-    staff_client, tenant, channel, destination
-):
+def test_a_destination_that_does_not_suit_the_channel_is_a_400(staff_client, tenant, channel, destination):
     response = staff_client.post(
         f"{MANAGE}/notification-rules/",
         {"tenant": "acme", "channel": channel, "destination": destination},
@@ -89,9 +83,7 @@ def test_a_destination_that_does_not_suit_the_channel_is_a_400(
 
 
 def test_changing_only_the_channel_revalidates_the_destination(staff_client, tenant):
-    rule = NotificationRule.objects.create(
-        tenant=tenant, channel="email", destination="a@b.example"
-    )
+    rule = NotificationRule.objects.create(tenant=tenant, channel="email", destination="a@b.example")
 
     response = staff_client.patch(
         f"{MANAGE}/notification-rules/{rule.pk}/", {"channel": "whatsapp"}, format="json"
@@ -122,9 +114,7 @@ def test_rules_filter_by_tenant_and_channel(staff_client, tenant, other_tenant):
     NotificationRule.objects.create(tenant=other_tenant, channel="sse")
 
     acme = staff_client.get(f"{MANAGE}/notification-rules/", {"tenant": "acme"}).json()
-    sse = staff_client.get(
-        f"{MANAGE}/notification-rules/", {"tenant": "sevilla", "channel": "sse"}
-    ).json()
+    sse = staff_client.get(f"{MANAGE}/notification-rules/", {"tenant": "sevilla", "channel": "sse"}).json()
 
     assert sorted(r["channel"] for r in acme["results"]) == ["email", "sse"]
     assert [(r["tenant"], r["channel"]) for r in sse["results"]] == [("sevilla", "sse")]
@@ -166,9 +156,7 @@ def test_an_unknown_alert_is_a_404_problem(staff_client, db):
 def test_alerts_are_read_only_here(staff_client, tenant):
     alert = Alert.objects.create(tenant=tenant, severity="error", message="kiln down")
 
-    created = staff_client.post(
-        f"{MANAGE}/alerts/", {"severity": "info", "message": "x"}, format="json"
-    )
+    created = staff_client.post(f"{MANAGE}/alerts/", {"severity": "info", "message": "x"}, format="json")
     deleted = staff_client.delete(f"{MANAGE}/alerts/{alert.pk}/")
 
     assert_problem(created, 405, "METHOD_NOT_ALLOWED")

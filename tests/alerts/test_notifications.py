@@ -29,8 +29,9 @@ def raise_alert(tenant, severity="error", message="oven 3 is overheating"):
 
 def test_webhook_is_signed_and_the_signature_verifies(transactional_db, tenant, receiver, settings):
     settings.WEBHOOK_SIGNING_SECRET = "whsec-test"
-    NotificationRule.objects.create(tenant=tenant, channel="webhook", destination=f"{receiver.url}/hook",
-                                    min_severity="warning")
+    NotificationRule.objects.create(
+        tenant=tenant, channel="webhook", destination=f"{receiver.url}/hook", min_severity="warning"
+    )
     alert = raise_alert(tenant)
     hit = receiver.hits("/hook")[0]
     timestamp = hit.headers["x-gateway-timestamp"]
@@ -44,7 +45,9 @@ def test_webhook_is_signed_and_the_signature_verifies(transactional_db, tenant, 
 
 
 def test_failing_webhook_is_retried_then_dead_lettered(transactional_db, tenant, receiver):
-    NotificationRule.objects.create(tenant=tenant, channel="webhook", destination=f"{receiver.url}/status/500")
+    NotificationRule.objects.create(
+        tenant=tenant, channel="webhook", destination=f"{receiver.url}/status/500"
+    )
     raise_alert(tenant)
     assert len(receiver.hits("/status/500")) == MAX_ATTEMPTS
     delivery = NotificationDelivery.objects.get()
@@ -61,8 +64,9 @@ def test_backoff_grows_exponentially_and_is_capped():
 
 
 def test_email_and_minimum_severity(transactional_db, tenant):
-    NotificationRule.objects.create(tenant=tenant, channel="email", destination="ops@acme.example",
-                                    min_severity="error")
+    NotificationRule.objects.create(
+        tenant=tenant, channel="email", destination="ops@acme.example", min_severity="error"
+    )
     raise_alert(tenant, severity="warning", message="just a warning")
     assert mail.outbox == []
     raise_alert(tenant, severity="critical", message="the oven is on fire")

@@ -104,7 +104,8 @@ def test_a_gateway_restart_loses_nothing(transactional_db, settings, tenant_user
 def test_publishing_needs_the_scope_or_staff(live_gateway, tenant_user):
     _, _, member_token = tenant_user("acme", role="member")
     response = httpx.post(
-        f"{live_gateway.url}/api/v1/alerts", json={"severity": "info", "message": "x"},
+        f"{live_gateway.url}/api/v1/alerts",
+        json={"severity": "info", "message": "x"},
         headers={"Authorization": f"Bearer {member_token}"},
     )
     assert response.status_code == 403
@@ -113,14 +114,19 @@ def test_publishing_needs_the_scope_or_staff(live_gateway, tenant_user):
 
 @pytest.mark.parametrize(
     "body,field",
-    [({"severity": "apocalyptic", "message": "x"}, "severity"), ({"severity": "info", "message": "x" * 2001}, "message"),
-     ({"severity": "info"}, "message")],
+    [
+        ({"severity": "apocalyptic", "message": "x"}, "severity"),
+        ({"severity": "info", "message": "x" * 2001}, "message"),
+        ({"severity": "info"}, "message"),
+    ],
 )
 def test_publishing_validates_the_body_and_saves_nothing(live_gateway, tenant_user, body, field):
     from alerts.models import Alert
 
     _, _, token = tenant_user("acme")
-    response = httpx.post(f"{live_gateway.url}/api/v1/alerts", json=body, headers={"Authorization": f"Bearer {token}"})
+    response = httpx.post(
+        f"{live_gateway.url}/api/v1/alerts", json=body, headers={"Authorization": f"Bearer {token}"}
+    )
     assert response.status_code == 400
     assert field in response.json()["errors"]
     assert Alert.objects.count() == 0
@@ -132,7 +138,9 @@ def test_listing_shows_only_the_callers_tenant_paginated(live_gateway, tenant_us
     for i in range(3):
         publish(live_gateway.url, token_a, f"a{i}")
     publish(live_gateway.url, token_b, "b0")
-    listing = httpx.get(f"{live_gateway.url}/api/v1/alerts?limit=2", headers={"Authorization": f"Bearer {token_a}"}).json()
+    listing = httpx.get(
+        f"{live_gateway.url}/api/v1/alerts?limit=2", headers={"Authorization": f"Bearer {token_a}"}
+    ).json()
     assert listing["count"] == 3
     assert [a["message"] for a in listing["results"]] == ["a2", "a1"]
     assert all(a["tenant"] == "tenant-a" for a in listing["results"])
@@ -151,7 +159,9 @@ def test_connection_cap_per_tenant(live_gateway, tenant_user, sse, settings):
 def test_disconnect_drops_the_subscription(live_gateway, tenant_user):
     _, _, token = tenant_user("acme")
     hub = live_gateway.runtime.alert_hub
-    with httpx.stream("GET", f"{live_gateway.url}{STREAM}", headers={"Authorization": f"Bearer {token}"}) as response:
+    with httpx.stream(
+        "GET", f"{live_gateway.url}{STREAM}", headers={"Authorization": f"Bearer {token}"}
+    ) as response:
         lines = response.iter_lines()  # keep a reference: a dropped generator closes the stream
         next(lines)
         assert hub.count("acme") == 1
@@ -172,7 +182,9 @@ def test_keepalive_comments(live_gateway, tenant_user, sse):
 
 
 @pytest.mark.redis
-def test_alert_posted_to_one_instance_reaches_a_client_on_another(redis_url, transactional_db, tenant_user, sse):
+def test_alert_posted_to_one_instance_reaches_a_client_on_another(
+    redis_url, transactional_db, tenant_user, sse
+):
     _, _, token = tenant_user("acme")
     first, second = GatewayProcess().start(), GatewayProcess().start()
     try:
@@ -195,7 +207,10 @@ def test_the_log_is_bounded_per_tenant(live_gateway, tenant_user, settings, sse)
     first = publish(live_gateway.url, token_a, "a0")
     kept = [publish(live_gateway.url, token_a, f"a{i}")["event_id"] for i in range(1, 5)][-3:]
     publish(live_gateway.url, token_b, "b0")
-    assert list(Alert.objects.filter(tenant__slug="tenant-a").order_by("pk").values_list("event_id", flat=True)) == kept
+    assert (
+        list(Alert.objects.filter(tenant__slug="tenant-a").order_by("pk").values_list("event_id", flat=True))
+        == kept
+    )
     assert Alert.objects.filter(tenant__slug="tenant-b").count() == 1
     replay = sse(f"{live_gateway.url}{STREAM}", token_a, Last_Event_ID=first["event_id"])
     assert [e["id"] for e in replay.drain()] == kept  # what is left of the window, in order

@@ -56,7 +56,9 @@ def make_tenant(transactional_db):
     def make(slug="acme", status="active", period_days=30, grace_days=7, **fields):
         tenant = Tenant.objects.create(name=slug.title(), slug=slug, **fields)
         Subscription.objects.create(
-            tenant=tenant, status=status, grace_days=grace_days,
+            tenant=tenant,
+            status=status,
+            grace_days=grace_days,
             current_period_end=timezone.now() + timedelta(days=period_days),
         )
         return tenant
@@ -70,8 +72,12 @@ def make_user(transactional_db):
 
     def make(username="owner@acme.example", tenant=None, role="member", **fields):
         return User.objects.create_user(
-            username, email=username if "@" in username else "", password="pw-123456789",
-            tenant=tenant, role=role, **fields,
+            username,
+            email=username if "@" in username else "",
+            password="pw-123456789",
+            tenant=tenant,
+            role=role,
+            **fields,
         )
 
     return make

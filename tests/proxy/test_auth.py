@@ -21,9 +21,16 @@ from tenancy.keys import key_ring
 def claims(**overrides):
     now = int(time.time())
     base = {
-        "sub": "7", "tenant": "acme", "roles": ["member"], "scopes": ["read", "write"],
-        "jti": uuid.uuid4().hex, "iat": now, "exp": now + 300, "token_type": "access",
-        "iss": settings.JWT_ISSUER, "aud": settings.JWT_AUDIENCE,
+        "sub": "7",
+        "tenant": "acme",
+        "roles": ["member"],
+        "scopes": ["read", "write"],
+        "jti": uuid.uuid4().hex,
+        "iat": now,
+        "exp": now + 300,
+        "token_type": "access",
+        "iss": settings.JWT_ISSUER,
+        "aud": settings.JWT_AUDIENCE,
     }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
@@ -31,7 +38,9 @@ def claims(**overrides):
 
 def sign(payload, **header):
     ring = key_ring()
-    return jwt.encode(payload, ring.signing_key, algorithm="RS256", headers={"kid": ring.signing_kid, **header})
+    return jwt.encode(
+        payload, ring.signing_key, algorithm="RS256", headers={"kid": ring.signing_kid, **header}
+    )
 
 
 def b64(data: dict) -> str:
@@ -45,9 +54,7 @@ def forged_tokens():
     )
     other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     now = int(time.time())
-    hs_with_public = (
-        b64({"alg": "HS256", "typ": "JWT", "kid": ring.signing_kid}) + "." + b64(claims())
-    )
+    hs_with_public = b64({"alg": "HS256", "typ": "JWT", "kid": ring.signing_kid}) + "." + b64(claims())
     import hashlib
     import hmac
 
@@ -64,8 +71,12 @@ def forged_tokens():
         "wrong-iss": sign(claims(iss="https://evil.example")),
         "unknown-kid": sign(claims(), kid="not-a-key"),
         "kid-path-trick": sign(claims(), kid="../../../../dev/null"),
-        "embedded-jwk": jwt.encode(claims(), other_key, algorithm="RS256", headers={"jwk": jwk_header, "kid": "x"}),
-        "other-key-same-kid": jwt.encode(claims(), other_key, algorithm="RS256", headers={"kid": ring.signing_kid}),
+        "embedded-jwk": jwt.encode(
+            claims(), other_key, algorithm="RS256", headers={"jwk": jwk_header, "kid": "x"}
+        ),
+        "other-key-same-kid": jwt.encode(
+            claims(), other_key, algorithm="RS256", headers={"kid": ring.signing_kid}
+        ),
         "refresh-token-as-access": sign(claims(token_type="refresh")),
         "garbage": "not.a.token",
         "json-not-jwt": "e30",
@@ -75,13 +86,21 @@ def forged_tokens():
 @pytest.fixture
 def protected(make_service, make_tenant, upstream, gateway):
     make_tenant("acme")
-    make_service("sales", targets=[upstream.url], auth_required=True, read_roles=["viewer"], write_roles=["member"])
+    make_service(
+        "sales",
+        targets=[upstream.url],
+        auth_required=True,
+        read_roles=["viewer"],
+        write_roles=["member"],
+    )
     gateway.sync()
     return gateway
 
 
 def test_valid_rs256_token_passes_with_identity_headers(protected, upstream):
-    response = httpx.get(f"{protected.url}/api/v1/sales/echo", headers={"Authorization": f"Bearer {sign(claims())}"})
+    response = httpx.get(
+        f"{protected.url}/api/v1/sales/echo", headers={"Authorization": f"Bearer {sign(claims())}"}
+    )
     assert response.status_code == 200
     received = upstream.hits("/echo")[0].headers
     assert received["x-user-id"] == "7"
@@ -130,7 +149,9 @@ def test_api_key_authenticates_and_revocation_applies(protected, upstream, trans
     received = upstream.hits("/echo")[0].headers
     assert received["x-tenant-id"] == "acme"
     assert "x-api-key" not in received  # the secret is not passed on
-    assert httpx.get(f"{protected.url}/api/v1/sales/x", headers={"X-API-Key": secret + "x"}).status_code == 401
+    assert (
+        httpx.get(f"{protected.url}/api/v1/sales/x", headers={"X-API-Key": secret + "x"}).status_code == 401
+    )
     key.revoke()
     key.save()
     protected.sync()
@@ -141,7 +162,11 @@ def test_expired_api_key_is_refused(protected, transactional_db):
     from registry.models import ApiKey
     from tenancy.models import Tenant
 
-    key = ApiKey(tenant=Tenant.objects.get(slug="acme"), name="old", expires_at=timezone.now() - timedelta(seconds=1))
+    key = ApiKey(
+        tenant=Tenant.objects.get(slug="acme"),
+        name="old",
+        expires_at=timezone.now() - timedelta(seconds=1),
+    )
     secret = key.assign_new_secret()
     key.save()
     protected.sync()
@@ -201,7 +226,9 @@ def test_read_only_tenant_can_read_but_not_write(protected, upstream, transactio
         time.sleep(0.02)
 
 
-def test_lapsed_subscription_is_402_and_past_due_within_grace_passes(make_service, make_tenant, upstream, gateway):
+def test_lapsed_subscription_is_402_and_past_due_within_grace_passes(
+    make_service, make_tenant, upstream, gateway
+):
     make_tenant("lapsed", status="canceled", period_days=-30)
     make_tenant("late", status="past_due", period_days=-2, grace_days=7)
     make_tenant("gone", status="past_due", period_days=-10, grace_days=7)
@@ -215,11 +242,14 @@ def test_lapsed_subscription_is_402_and_past_due_within_grace_passes(make_servic
             assert response.json()["code"] == "SUBSCRIPTION_INACTIVE"
 
 
-def test_demo_token_goes_to_demo_targets_with_demo_headers(make_service, make_tenant, upstream, second_upstream, gateway, client):
+def test_demo_token_goes_to_demo_targets_with_demo_headers(
+    make_service, make_tenant, upstream, second_upstream, gateway, client
+):
     make_tenant("bakery-demo", is_demo=True)
     make_tenant("acme")
     make_service(
-        "sales", auth_required=True,
+        "sales",
+        auth_required=True,
         targets=[{"url": upstream.url}, {"url": second_upstream.url, "demo_only": True}],
     )
     gateway.sync()
@@ -246,11 +276,14 @@ def test_logout_revokes_the_access_token_here(make_service, make_tenant, make_us
     make_service("sales", targets=[upstream.url], auth_required=True)
     gateway.sync()
     tokens = httpx.post(
-        f"{gateway.url}/api/v1/auth/login", json={"email": "owner@acme.example", "password": "pw-123456789"}
+        f"{gateway.url}/api/v1/auth/login",
+        json={"email": "owner@acme.example", "password": "pw-123456789"},
     ).json()
     headers = {"Authorization": f"Bearer {tokens['access']}"}
     assert httpx.get(f"{gateway.url}/api/v1/sales/x", headers=headers).status_code == 200
-    logout = httpx.post(f"{gateway.url}/api/v1/auth/logout", headers=headers, json={"refresh": tokens["refresh"]})
+    logout = httpx.post(
+        f"{gateway.url}/api/v1/auth/logout", headers=headers, json={"refresh": tokens["refresh"]}
+    )
     assert logout.status_code == 204
     assert httpx.get(f"{gateway.url}/api/v1/sales/x", headers=headers).status_code == 401
     refreshed = httpx.post(f"{gateway.url}/api/v1/auth/refresh", json={"refresh": tokens["refresh"]})
@@ -269,7 +302,8 @@ def test_logout_on_one_instance_rejects_the_token_on_another(
     first, second = GatewayProcess().start(), GatewayProcess().start()
     try:
         tokens = httpx.post(
-            f"{first.url}/api/v1/auth/login", json={"email": "owner@acme.example", "password": "pw-123456789"}
+            f"{first.url}/api/v1/auth/login",
+            json={"email": "owner@acme.example", "password": "pw-123456789"},
         ).json()
         headers = {"Authorization": f"Bearer {tokens['access']}"}
         assert httpx.get(f"{second.url}/api/v1/sales/x", headers=headers).status_code == 200

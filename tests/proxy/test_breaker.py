@@ -112,8 +112,12 @@ def test_describe_reports_state_failures_and_retry(clock):
 def test_breaker_opens_fails_fast_half_opens_and_closes_live(gateway, make_service, upstream):
     port = free_port()
     service = make_service(
-        "sales", targets=[f"http://127.0.0.1:{port}"], retries=0,
-        breaker_failure_threshold=3, breaker_minimum_throughput=3, breaker_recovery_timeout=1,
+        "sales",
+        targets=[f"http://127.0.0.1:{port}"],
+        retries=0,
+        breaker_failure_threshold=3,
+        breaker_minimum_throughput=3,
+        breaker_recovery_timeout=1,
         breaker_success_threshold=2,
     )
     gateway.sync()
@@ -139,8 +143,12 @@ def test_breaker_opens_fails_fast_half_opens_and_closes_live(gateway, make_servi
 
 def test_one_half_open_trial_under_concurrency_live(gateway, make_service, upstream):
     service = make_service(
-        "sales", targets=[upstream.url], retries=0, breaker_failure_threshold=3,
-        breaker_minimum_throughput=3, breaker_recovery_timeout=0.5,
+        "sales",
+        targets=[upstream.url],
+        retries=0,
+        breaker_failure_threshold=3,
+        breaker_minimum_throughput=3,
+        breaker_recovery_timeout=0.5,
     )
     gateway.sync()
     url = f"{gateway.url}/api/v1/sales"
@@ -162,8 +170,12 @@ def test_staff_reset_closes_the_breaker(gateway, make_service, upstream):
     from django.utils import timezone
 
     service = make_service(
-        "sales", targets=[upstream.url], retries=0, breaker_failure_threshold=2,
-        breaker_minimum_throughput=2, breaker_recovery_timeout=300,
+        "sales",
+        targets=[upstream.url],
+        retries=0,
+        breaker_failure_threshold=2,
+        breaker_minimum_throughput=2,
+        breaker_recovery_timeout=300,
     )
     gateway.sync()
     for _ in range(2):

@@ -28,8 +28,15 @@ def test_allowed_origin_gets_credentials_cors_headers(sales):
 
 @pytest.mark.parametrize(
     "origin",
-    ["null", "http://127.0.0.1:8000.evil.example", "http://evil127.0.0.1:8000", "https://127.0.0.1:8000",
-     "http://127.0.0.1:80001", "http://127.0.0.1:8000/", "HTTP://127.0.0.1:8000x"],
+    [
+        "null",
+        "http://127.0.0.1:8000.evil.example",
+        "http://evil127.0.0.1:8000",
+        "https://127.0.0.1:8000",
+        "http://127.0.0.1:80001",
+        "http://127.0.0.1:8000/",
+        "HTTP://127.0.0.1:8000x",
+    ],
 )
 def test_suffix_tricks_and_null_origin_get_no_cors_headers(sales, origin):
     response = httpx.get(f"{sales.url}/api/v1/sales/x", headers={"Origin": origin})
@@ -38,10 +45,14 @@ def test_suffix_tricks_and_null_origin_get_no_cors_headers(sales, origin):
 
 
 def test_preflight_is_answered_by_the_gateway(sales, upstream):
-    response = httpx.options(f"{sales.url}/api/v1/sales/x", headers={
-        "Origin": ALLOWED, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "Authorization, Content-Type",
-    })
+    response = httpx.options(
+        f"{sales.url}/api/v1/sales/x",
+        headers={
+            "Origin": ALLOWED,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "Authorization, Content-Type",
+        },
+    )
     assert response.status_code == 204
     assert response.headers["access-control-allow-origin"] == ALLOWED
     assert "POST" in response.headers["access-control-allow-methods"]
@@ -50,9 +61,13 @@ def test_preflight_is_answered_by_the_gateway(sales, upstream):
 
 
 def test_preflight_from_a_foreign_origin_is_refused(sales, upstream):
-    response = httpx.options(f"{sales.url}/api/v1/sales/x", headers={
-        "Origin": "null", "Access-Control-Request-Method": "DELETE",
-    })
+    response = httpx.options(
+        f"{sales.url}/api/v1/sales/x",
+        headers={
+            "Origin": "null",
+            "Access-Control-Request-Method": "DELETE",
+        },
+    )
     assert response.status_code == 403
     assert "access-control-allow-origin" not in response.headers
     assert upstream.hits() == []

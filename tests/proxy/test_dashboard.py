@@ -111,9 +111,7 @@ def test_a_tenant_member_gets_403_problem_and_is_sent_to_the_staff_login(member_
 # --- data.json --------------------------------------------------------------------------------
 
 
-def test_staff_data_lists_services_targets_breakers_and_read_only_tenants(
-    staff_client, registry, data_plane
-):
+def test_staff_data_lists_services_targets_breakers_and_read_only_tenants(staff_client, registry, data_plane):
     from registry.models import Target
 
     # Given the orders target's breaker opened on this instance
@@ -176,9 +174,7 @@ def test_staff_data_shows_the_last_health_check(staff_client, registry):
     assert target_data["last_check"]["at"]
 
 
-def test_traffic_recorded_by_the_data_plane_is_charted_per_service(
-    staff_client, registry, data_plane
-):
+def test_traffic_recorded_by_the_data_plane_is_charted_per_service(staff_client, registry, data_plane):
     # Given the data plane answered 20 quick requests and 5 slow 503s for sales
     for _ in range(20):
         data_plane.traffic.record("sales", 200, 0.004)
@@ -306,9 +302,7 @@ def test_anonymous_live_data_is_refused(gateway):
 
 @pytest.mark.redis
 @pytest.mark.slow
-def test_two_instances_sharing_redis_chart_the_whole_cluster(
-    redis_url, make_service, upstream, staff_user
-):
+def test_two_instances_sharing_redis_chart_the_whole_cluster(redis_url, make_service, upstream, staff_user):
     make_service("sales", targets=[upstream.url], retries=0)
     first, second = GatewayProcess().start(), GatewayProcess().start()
     try:

@@ -46,7 +46,9 @@ def test_one_tenants_cache_is_never_served_to_another(cached, gateway, upstream)
     assert len(upstream.hits("/catalog")) == 2
 
 
-@pytest.mark.parametrize("header", ["Cache-Control=no-store", "Cache-Control=private", "Set-Cookie=s%3D1", "Vary=*"])
+@pytest.mark.parametrize(
+    "header", ["Cache-Control=no-store", "Cache-Control=private", "Set-Cookie=s%3D1", "Vary=*"]
+)
 def test_uncacheable_responses_are_not_cached(cached, gateway, upstream, header):
     url = f"{gateway.url}/api/v1/sales/set-headers?{header}"
     for _ in range(2):
@@ -92,8 +94,11 @@ def versioned(make_service, upstream, second_upstream, gateway, transactional_db
     Target.objects.create(service=service, url=second_upstream.url, version="2")
     ServiceVersion.objects.create(service=service, version="2")
     ServiceVersion.objects.create(
-        service=service, version="3", deprecated=True,
-        deprecated_at=timezone.now() - timedelta(days=1), sunset_at=timezone.now() + timedelta(days=90),
+        service=service,
+        version="3",
+        deprecated=True,
+        deprecated_at=timezone.now() - timedelta(days=1),
+        sunset_at=timezone.now() + timedelta(days=90),
     )
     Target.objects.create(service=service, url=second_upstream.url, version="3")
     gateway.sync()
@@ -172,15 +177,20 @@ def test_tenant_ip_lists_apply_to_its_credentials(make_service, make_tenant, ups
 def test_header_transforms_cannot_touch_identity_headers(make_service, make_tenant, upstream, gateway):
     make_tenant("acme")
     make_service(
-        "sales", targets=[upstream.url], auth_required=True,
+        "sales",
+        targets=[upstream.url],
+        auth_required=True,
         header_transforms={
             "request": {
                 "add": {"X-Source": "gateway", "X-Tenant-ID": "forged", "X-User-ID": "0"},
                 "remove": ["X-Debug", "X-Request-ID"],
                 "rename": {"X-Legacy-Id": "X-Client-Id", "X-Other": "X-User-Roles"},
             },
-            "response": {"add": {"X-Served-By": "gateway"}, "remove": ["X-Internal"],
-                         "rename": {"X-Upstream-Version": "X-Api-Build"}},
+            "response": {
+                "add": {"X-Served-By": "gateway"},
+                "remove": ["X-Internal"],
+                "rename": {"X-Upstream-Version": "X-Api-Build"},
+            },
         },
     )
     gateway.sync()

@@ -83,8 +83,18 @@ def test_hop_by_hop_and_spoofed_identity_headers_are_stripped(gateway, sales, up
         },
     )
     headers = upstream.hits("/echo")[-1].headers
-    for name in ("x-secret-hop", "keep-alive", "te", "proxy-authorization", "x-user-id",
-                 "x-tenant-id", "x-user-roles", "x-user-scopes", "x-demo-mode", "x-demo-session"):
+    for name in (
+        "x-secret-hop",
+        "keep-alive",
+        "te",
+        "proxy-authorization",
+        "x-user-id",
+        "x-tenant-id",
+        "x-user-roles",
+        "x-user-scopes",
+        "x-demo-mode",
+        "x-demo-session",
+    ):
         assert name not in headers, name
     assert headers["x-forwarded-for"] == "127.0.0.1"
     assert headers["x-forwarded-host"] == f"127.0.0.1:{gateway.port}"

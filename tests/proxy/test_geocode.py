@@ -169,8 +169,7 @@ def test_upstream_gets_policy_params_and_an_identifying_user_agent(client, nomin
     received = nominatim.hits("/search")[0]
     assert received.method == "GET"
     assert (
-        received.headers["user-agent"]
-        == "django-api-gateway/0.1.0 (+https://github.com/django-api-gateway)"
+        received.headers["user-agent"] == "django-api-gateway/0.1.0 (+https://github.com/django-api-gateway)"
     )
     assert "referer" not in received.headers
 
@@ -216,9 +215,7 @@ def test_empty_result_is_cached_too(client, nominatim):
 # --- Nominatim's 1 request per second -----------------------------------------------------
 
 
-def test_concurrent_searches_reach_upstream_at_most_once_per_second(
-    member_user, nominatim, settings
-):
+def test_concurrent_searches_reach_upstream_at_most_once_per_second(member_user, nominatim, settings):
     interval = settings.GEOCODE_MIN_INTERVAL
     responses = {}
 
@@ -249,9 +246,7 @@ def test_a_wait_beyond_the_bound_is_refused_with_retry_after(client, nominatim, 
     response = search(client, q="Cuenca")
 
     assert_problem(response, 503, "SERVICE_UNAVAILABLE")
-    assert response["Retry-After"] == str(
-        math.ceil(settings.GEOCODE_MIN_INTERVAL + SLOT_MARGIN_SECONDS)
-    )
+    assert response["Retry-After"] == str(math.ceil(settings.GEOCODE_MIN_INTERVAL + SLOT_MARGIN_SECONDS))
     assert len(nominatim.hits("/search")) == 1
 
 
@@ -261,9 +256,7 @@ def test_the_schedule_is_shared_through_redis(client, nominatim, settings, redis
     settings.GEOCODE_MAX_WAIT_SECONDS = 0
     key = f"{settings.CACHE_KEY_PREFIX}:geocode:slot"
     assert search(client, q="Soria").status_code == 200
-    assert (
-        0 < redis_client.pttl(key) <= 1000 * (settings.GEOCODE_MIN_INTERVAL + SLOT_MARGIN_SECONDS)
-    )
+    assert 0 < redis_client.pttl(key) <= 1000 * (settings.GEOCODE_MIN_INTERVAL + SLOT_MARGIN_SECONDS)
 
     seconds, micros = redis_client.time()
     next_free_ms = seconds * 1000 + micros // 1000 + 1500

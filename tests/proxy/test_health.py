@@ -51,7 +51,9 @@ def test_panic_mode_when_every_target_fails_its_check(gateway, make_service, ups
     assert httpx.get(f"{gateway.url}/api/v1/sales/x").status_code == 200
 
 
-def test_only_due_targets_are_checked_and_history_is_bounded(transactional_db, make_service, upstream, settings):
+def test_only_due_targets_are_checked_and_history_is_bounded(
+    transactional_db, make_service, upstream, settings
+):
     from registry.constants import HEALTH_HISTORY_PER_TARGET
 
     make_service("sales", targets=[upstream.url], health_interval=3600)
@@ -78,11 +80,27 @@ def test_the_sweep_runs_on_a_real_celery_worker(
 
     make_service("sales", targets=[upstream.url])
     broker = redis_url.rsplit("/", 1)[0] + "/14"
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="gateway_project.settings_test", CELERY_BROKER_URL=broker,
-               DATABASE_URL=database_url_for_subprocess(), GATEWAY_VAR_DIR=str(settings.VAR_DIR))
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="gateway_project.settings_test",
+        CELERY_BROKER_URL=broker,
+        DATABASE_URL=database_url_for_subprocess(),
+        GATEWAY_VAR_DIR=str(settings.VAR_DIR),
+    )
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "gateway_project", "worker", "--pool=solo", "--loglevel=WARNING",
-         "--without-heartbeat", "--without-gossip", "--without-mingle"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "gateway_project",
+            "worker",
+            "--pool=solo",
+            "--loglevel=WARNING",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+        ],
         env=env,
     )
     try:
@@ -127,8 +145,13 @@ def test_health_endpoints_answer_from_the_last_sweep(gateway, make_service, upst
 def test_detailed_health_shows_breakers_and_hides_urls_from_anonymous(gateway, make_service):
     from tests.live import free_port
 
-    make_service("sales", targets=[f"http://127.0.0.1:{free_port()}"], retries=0,
-                 breaker_failure_threshold=2, breaker_minimum_throughput=2)
+    make_service(
+        "sales",
+        targets=[f"http://127.0.0.1:{free_port()}"],
+        retries=0,
+        breaker_failure_threshold=2,
+        breaker_minimum_throughput=2,
+    )
     gateway.sync()
     for _ in range(2):
         httpx.get(f"{gateway.url}/api/v1/sales/x")

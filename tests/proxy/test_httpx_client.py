@@ -29,7 +29,9 @@ def test_the_runtime_uses_httpx(httpx_gateway):
 def test_forwarding_streaming_and_sse(httpx_gateway, make_service, upstream):
     make_service("sales", targets=[upstream.url])
     httpx_gateway.sync()
-    echo = httpx.post(f"{httpx_gateway.url}/api/v1/sales/echo?a=1", content=b"hello", headers={"X-Custom": "1"})
+    echo = httpx.post(
+        f"{httpx_gateway.url}/api/v1/sales/echo?a=1", content=b"hello", headers={"X-Custom": "1"}
+    )
     assert echo.json()["body"] == "hello" and echo.json()["query"] == "a=1"
     assert upstream.hits("/echo")[0].headers["x-custom"] == "1"
     payload = os.urandom(3 * 1024 * 1024)

@@ -187,8 +187,7 @@ def introspecting(server: FakeIssuer, endpoint: str = "main", **fields) -> Ident
 
 def snapshot(*providers: IdentityProviderEntry, tenants=("acme", "globex")) -> Snapshot:
     entries = {
-        slug: TenantEntry(slug, "standard", False, "", False, "active", float("inf"))
-        for slug in tenants
+        slug: TenantEntry(slug, "standard", False, "", False, "active", float("inf")) for slug in tenants
     }
     return Snapshot(
         version=1, tenants=entries, identity_providers={p.issuer: p for p in providers},
@@ -559,9 +558,7 @@ def test_expiring_cache_drops_expired_entries_first_then_the_oldest():
 # --- From the registry: model, snapshot, admin and management API ---------------------------
 
 
-def test_a_registered_provider_verifies_tokens_through_the_compiled_snapshot(
-    keys, issuer, tenant, db
-):
+def test_a_registered_provider_verifies_tokens_through_the_compiled_snapshot(keys, issuer, tenant, db):
     from proxy.snapshot import compile_snapshot
     from tenancy.models import IdentityProvider
 
@@ -625,9 +622,7 @@ def test_management_api_never_returns_the_client_secret(staff_client, tenant):
     ],
 )
 def test_management_api_refuses_unusable_providers(staff_client, tenant, fields, field):
-    response = staff_client.post(
-        "/api/manage/identity-providers/", _provider_body(**fields), format="json"
-    )
+    response = staff_client.post("/api/manage/identity-providers/", _provider_body(**fields), format="json")
 
     assert response.status_code == 400
     assert field in response.json()["errors"]

@@ -26,7 +26,9 @@ def sample(text: str, name: str, **labels) -> float:
     return total
 
 
-def test_metrics_after_traffic(gateway, make_service, make_tenant, make_user, bearer, upstream, transactional_db):
+def test_metrics_after_traffic(
+    gateway, make_service, make_tenant, make_user, bearer, upstream, transactional_db
+):
     from registry.models import RatePolicy
 
     tenant = make_tenant("acme")
@@ -36,7 +38,9 @@ def test_metrics_after_traffic(gateway, make_service, make_tenant, make_user, be
     gateway.sync()
     with httpx.Client() as client:
         before = client.get(f"{gateway.url}/metrics").text  # counters are per process: compare deltas
-        statuses = [client.get(f"{gateway.url}/api/v1/sales/x", headers=headers).status_code for _ in range(5)]
+        statuses = [
+            client.get(f"{gateway.url}/api/v1/sales/x", headers=headers).status_code for _ in range(5)
+        ]
         client.get(f"{gateway.url}/api/v1/sales/x")  # no credentials
         text = client.get(f"{gateway.url}/metrics").text
 
@@ -70,8 +74,13 @@ def test_metrics_after_traffic(gateway, make_service, make_tenant, make_user, be
 def test_breaker_state_gauge(gateway, make_service):
     from tests.live import free_port
 
-    service = make_service("sales", targets=[f"http://127.0.0.1:{free_port()}"], retries=0,
-                           breaker_failure_threshold=2, breaker_minimum_throughput=2)
+    service = make_service(
+        "sales",
+        targets=[f"http://127.0.0.1:{free_port()}"],
+        retries=0,
+        breaker_failure_threshold=2,
+        breaker_minimum_throughput=2,
+    )
     gateway.sync()
     for _ in range(2):
         httpx.get(f"{gateway.url}/api/v1/sales/x")
@@ -145,27 +154,54 @@ def test_one_structured_log_line_per_request_without_secrets(
     headers = bearer(make_user(tenant=tenant))
     gateway.sync()
     token = headers["Authorization"].split()[1]
-    httpx.get(f"{gateway.url}/api/v1/sales/echo?q=1", headers={
-        **headers, "Cookie": "sessionid=cookie-secret-value", "User-Agent": "pytest-agent",
-        "X-Request-ID": "trace-me-123",
-    })
+    httpx.get(
+        f"{gateway.url}/api/v1/sales/echo?q=1",
+        headers={
+            **headers,
+            "Cookie": "sessionid=cookie-secret-value",
+            "User-Agent": "pytest-agent",
+            "X-Request-ID": "trace-me-123",
+        },
+    )
     httpx.get(f"{gateway.url}/api/v1/sales/echo", headers={"X-API-Key": secret})
     lines = read_lines(log_path, 2)
     assert len(lines) == 2
     line = lines[0]
-    for field in ("request_id", "method", "path", "service", "status_code", "process_time", "upstream_time",
-                  "user_id", "tenant_id", "client_ip", "user_agent"):
+    for field in (
+        "request_id",
+        "method",
+        "path",
+        "service",
+        "status_code",
+        "process_time",
+        "upstream_time",
+        "user_id",
+        "tenant_id",
+        "client_ip",
+        "user_agent",
+    ):
         assert field in line, field
     assert line["request_id"] == "trace-me-123"
-    assert (line["method"], line["path"], line["service"], line["status_code"]) == ("GET", "/api/v1/sales/echo", "sales", 200)
-    assert line["tenant_id"] == "acme" and line["client_ip"] == "127.0.0.1" and line["user_agent"] == "pytest-agent"
+    assert (line["method"], line["path"], line["service"], line["status_code"]) == (
+        "GET",
+        "/api/v1/sales/echo",
+        "sales",
+        200,
+    )
+    assert (
+        line["tenant_id"] == "acme"
+        and line["client_ip"] == "127.0.0.1"
+        and line["user_agent"] == "pytest-agent"
+    )
     assert lines[1]["tenant_id"] == "acme" and lines[1]["user_id"].startswith("apikey:")
     everything = log_path.read_text()
     for leaked in (token, secret, "cookie-secret-value", "pw-123456789"):
         assert leaked not in everything
 
 
-def test_the_access_log_can_go_through_the_logging_module(transactional_db, settings, make_service, upstream, caplog):
+def test_the_access_log_can_go_through_the_logging_module(
+    transactional_db, settings, make_service, upstream, caplog
+):
     from tests.live import GatewayServer
 
     settings.RATE_LIMIT_DEFAULT = ""
@@ -177,7 +213,9 @@ def test_the_access_log_can_go_through_the_logging_module(transactional_db, sett
         with caplog.at_level(logging.INFO, logger="gateway.access"):
             httpx.get(f"{server.url}/api/v1/sales/x")
             deadline = time.monotonic() + 2
-            while not [r for r in caplog.records if r.name == "gateway.access"] and time.monotonic() < deadline:
+            while (
+                not [r for r in caplog.records if r.name == "gateway.access"] and time.monotonic() < deadline
+            ):
                 time.sleep(0.01)
     finally:
         server.stop()

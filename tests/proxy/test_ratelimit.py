@@ -58,14 +58,18 @@ def test_fifty_concurrent_clients_against_a_limit_of_twenty(start_gateway, make_
     gateway = start_gateway(**backend)
     gateway.sync()
     with concurrent.futures.ThreadPoolExecutor(50) as pool:
-        responses = list(pool.map(lambda _: httpx.get(f"{gateway.url}/api/v1/sales/x", timeout=10), range(50)))
+        responses = list(
+            pool.map(lambda _: httpx.get(f"{gateway.url}/api/v1/sales/x", timeout=10), range(50))
+        )
     assert admitted(responses) == 20
     assert sorted({r.status_code for r in responses}) == [200, 429]
     assert len(upstream.hits()) == 20
 
 
 @pytest.mark.redis
-def test_two_instances_sharing_redis_admit_exactly_the_limit(redis_url, transactional_db, make_service, upstream):
+def test_two_instances_sharing_redis_admit_exactly_the_limit(
+    redis_url, transactional_db, make_service, upstream
+):
     make_service("sales", targets=[upstream.url])
     policy(name=f"shared-{time.time_ns()}", scope="global", limit=100, window_seconds=3600)
     first, second = GatewayProcess().start(), GatewayProcess().start()
@@ -206,8 +210,19 @@ def own_redis(tmp_path):
     binary = shutil.which("redis-server")
     require(binary is not None, "redis-server is not installed")
     port = free_port()
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-               "--dir", str(tmp_path)]
+    command = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(tmp_path),
+    ]
 
     class OwnRedis:
         url = f"redis://127.0.0.1:{port}/0"
@@ -240,7 +255,13 @@ def test_redis_outage_fails_open_or_closed_and_recovers(start_gateway, make_serv
     open_service = make_service("sales", targets=[upstream.url])
     closed_service = make_service("payments", targets=[upstream.url])
     policy(name="open-policy", service=open_service, limit=1000, window_seconds=60)
-    policy(name="closed-policy", service=closed_service, limit=1000, window_seconds=60, fail_mode="closed")
+    policy(
+        name="closed-policy",
+        service=closed_service,
+        limit=1000,
+        window_seconds=60,
+        fail_mode="closed",
+    )
     gateway = start_gateway(REDIS_URL=own_redis.url)
     gateway.sync()
     sales, payments = f"{gateway.url}/api/v1/sales/x", f"{gateway.url}/api/v1/payments/x"

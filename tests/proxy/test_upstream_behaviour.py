@@ -8,7 +8,6 @@ import time
 from collections import Counter
 
 import httpx
-import pytest
 
 from tests.live import free_port
 
@@ -20,12 +19,13 @@ def test_large_request_body_is_streamed_to_the_upstream(gateway, make_service, u
 
     def chunks():
         for start in range(0, len(payload), 256 * 1024):
-            yield payload[start:start + 256 * 1024]
+            yield payload[start : start + 256 * 1024]
 
     response = httpx.post(f"{gateway.url}/api/v1/sales/upload", content=chunks(), timeout=30)
     assert response.status_code == 200
     assert response.json() == {
-        "received_bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()
+        "received_bytes": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(),
     }
 
 
@@ -151,7 +151,8 @@ def test_least_outstanding_prefers_the_idle_target(gateway, make_service, upstre
     import concurrent.futures
 
     make_service(
-        "sales", load_balancing="least_outstanding",
+        "sales",
+        load_balancing="least_outstanding",
         targets=[upstream.url, second_upstream.url],
     )
     gateway.sync()

@@ -72,10 +72,18 @@ def test_upstream_close_code_reaches_the_client(training):
 
 def test_unreachable_upstream_closes_with_1011(make_service, make_tenant, make_user, bearer, gateway):
     tenant = make_tenant("acme")
-    make_service("training", targets=[f"http://127.0.0.1:{free_port()}"], auth_required=True, websocket_enabled=True)
+    make_service(
+        "training",
+        targets=[f"http://127.0.0.1:{free_port()}"],
+        auth_required=True,
+        websocket_enabled=True,
+    )
     gateway.sync()
     url = gateway.url.replace("http://", "ws://") + "/api/v1/training/ws"
-    with connect(url, additional_headers=bearer(make_user(tenant=tenant))) as socket, pytest.raises(ConnectionClosed) as closed:
+    with (
+        connect(url, additional_headers=bearer(make_user(tenant=tenant))) as socket,
+        pytest.raises(ConnectionClosed) as closed,
+    ):
         socket.recv(timeout=5)
     assert closed.value.rcvd.code == 1011
 

@@ -170,10 +170,7 @@ def test_history_and_config_state_pages_are_read_only(admin_client, registry_obj
     assert admin_client.get(admin_url(TargetHealthCheck, "add")).status_code == 403
     assert admin_client.get(admin_url(ConfigState, "add")).status_code == 403
     state = registry_objects[ConfigState]
-    assert (
-        admin_client.post(admin_url(ConfigState, "delete", state.pk), {"post": "yes"}).status_code
-        == 403
-    )
+    assert admin_client.post(admin_url(ConfigState, "delete", state.pk), {"post": "yes"}).status_code == 403
     assert ConfigState.objects.filter(pk=state.pk).exists()
 
 
@@ -196,9 +193,7 @@ def test_adding_a_service_with_its_target_through_the_admin(admin_client):
 
 
 def test_a_reserved_prefix_is_refused_and_nothing_is_created(admin_client):
-    response = admin_client.post(
-        admin_url(Service, "add"), service_form(path_prefix="/api/v1/auth")
-    )
+    response = admin_client.post(admin_url(Service, "add"), service_form(path_prefix="/api/v1/auth"))
 
     assert response.status_code == 200
     assert "/api/v1/auth is served by the gateway itself" in response.content.decode()
@@ -245,9 +240,7 @@ def test_service_reset_action_resets_all_its_targets_and_no_other(admin_client, 
     assert change_log(service) == ["Reset the circuit breakers of all targets."]
 
 
-def test_health_check_action_warns_while_health_checks_do_not_exist(
-    admin_client, target, monkeypatch
-):
+def test_health_check_action_warns_while_health_checks_do_not_exist(admin_client, target, monkeypatch):
     monkeypatch.setitem(sys.modules, "registry.health", None)  # import fails as if absent
 
     response = run_action(admin_client, Target, "run_health_check_now", [target])

@@ -126,9 +126,7 @@ def test_the_model_normalises_what_the_api_stores(staff_client):
 def test_services_are_listed_paginated_searchable_and_filterable(staff_client):
     Service.objects.create(name="Sales", slug="sales", path_prefix="/api/v1/sales")
     Service.objects.create(name="Inventory", slug="inventory", path_prefix="/api/v1/inventory")
-    Service.objects.create(
-        name="Orders", slug="orders", path_prefix="/api/v1/orders", enabled=False
-    )
+    Service.objects.create(name="Orders", slug="orders", path_prefix="/api/v1/orders", enabled=False)
 
     page = staff_client.get(f"{MANAGE}/services/", {"limit": 2}).json()
     searched = staff_client.get(f"{MANAGE}/services/", {"search": "invent"}).json()
@@ -213,9 +211,7 @@ def test_delete_a_service_removes_its_targets(staff_client, target):
 
 @pytest.mark.parametrize("prefix", ["/api/v1/auth", "/api/v1/health/deep", "/api/v1/alerts/x"])
 def test_a_reserved_prefix_is_a_400_naming_path_prefix(staff_client, prefix):
-    response = staff_client.post(
-        f"{MANAGE}/services/", service_body(path_prefix=prefix), format="json"
-    )
+    response = staff_client.post(f"{MANAGE}/services/", service_body(path_prefix=prefix), format="json")
 
     body = assert_problem(response, 400, "VALIDATION_ERROR")
     assert "served by the gateway itself" in body["errors"]["path_prefix"][0]
@@ -292,9 +288,7 @@ def test_an_unknown_method_is_a_400_naming_allowed_methods(staff_client):
 
 
 def test_the_same_target_url_twice_is_refused(staff_client):
-    body = service_body(
-        targets=[{"url": "http://127.0.0.1:9001"}, {"url": "http://127.0.0.1:9001/"}]
-    )
+    body = service_body(targets=[{"url": "http://127.0.0.1:9001"}, {"url": "http://127.0.0.1:9001/"}])
 
     response = staff_client.post(f"{MANAGE}/services/", body, format="json")
 
@@ -357,9 +351,7 @@ def test_a_target_weight_above_1000_is_a_400(staff_client, target):
 
 
 def test_a_target_url_twice_for_one_service_is_a_400(staff_client, target):
-    response = staff_client.post(
-        f"{MANAGE}/targets/", {"service": "sales", "url": target.url}, format="json"
-    )
+    response = staff_client.post(f"{MANAGE}/targets/", {"service": "sales", "url": target.url}, format="json")
 
     assert_problem(response, 400, "VALIDATION_ERROR")
     assert Target.objects.count() == 1
@@ -482,9 +474,7 @@ def test_an_api_key_cannot_move_to_another_tenant(staff_client, api_key):
 
     Tenant.objects.create(name="Other", slug="other")
 
-    response = staff_client.patch(
-        f"{MANAGE}/api-keys/{api_key.pk}/", {"tenant": "other"}, format="json"
-    )
+    response = staff_client.patch(f"{MANAGE}/api-keys/{api_key.pk}/", {"tenant": "other"}, format="json")
 
     assert "tenant" in assert_problem(response, 400, "VALIDATION_ERROR")["errors"]
     assert ApiKey.objects.get(pk=api_key.pk).tenant.slug == "acme"
@@ -605,9 +595,7 @@ def test_health_check_now_is_a_503_problem_while_health_checks_do_not_exist(
     assert_problem(response, 503, "SERVICE_UNAVAILABLE")
 
 
-def test_health_check_now_checks_the_enabled_targets_and_reports(
-    staff_client, service, target, monkeypatch
-):
+def test_health_check_now_checks_the_enabled_targets_and_reports(staff_client, service, target, monkeypatch):
     Target.objects.create(service=service, url="http://127.0.0.1:9002", enabled=False)
     other = Service.objects.create(name="Orders", slug="orders", path_prefix="/api/v1/orders")
     Target.objects.create(service=other, url="http://127.0.0.1:9100")

@@ -54,9 +54,7 @@ SALES_DOCUMENT = {
                 "responses": {
                     "200": {
                         "description": "One order",
-                        "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/Order"}}
-                        },
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Order"}}},
                     },
                     "404": {"$ref": "#/components/responses/NotFound"},
                 },
@@ -95,9 +93,7 @@ STOCK_DOCUMENT = {
                 "responses": {
                     "200": {
                         "description": "Stock",
-                        "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/Order"}}
-                        },
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Order"}}},
                     }
                 },
             }
@@ -105,16 +101,12 @@ STOCK_DOCUMENT = {
         "/items/{sku}": {
             "get": {
                 "operationId": "get",
-                "parameters": [
-                    {"name": "sku", "in": "path", "required": True, "schema": {"type": "string"}}
-                ],
+                "parameters": [{"name": "sku", "in": "path", "required": True, "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "One item"}},
             }
         },
     },
-    "components": {
-        "schemas": {"Order": {"type": "object", "properties": {"restock": {"type": "boolean"}}}}
-    },
+    "components": {"schemas": {"Order": {"type": "object", "properties": {"restock": {"type": "boolean"}}}}},
 }
 
 
@@ -133,17 +125,13 @@ class DocUpstream(RecordingUpstream):
             return await super()._handle(request)
         with self._lock:
             self.requests.append(Received("GET", request.path, "", {}, [], b"", self.port))
-        return web.Response(
-            body=self.body, status=self.status, headers={"Content-Type": self.content_type}
-        )
+        return web.Response(body=self.body, status=self.status, headers={"Content-Type": self.content_type})
 
     def document_hits(self) -> int:
         return len(self.hits(OPENAPI_PATH))
 
 
-def serve_document(
-    document, content_type: str = "application/json", status: int = 200
-) -> DocUpstream:
+def serve_document(document, content_type: str = "application/json", status: int = 200) -> DocUpstream:
     body = document if isinstance(document, bytes) else json.dumps(document).encode()
     return DocUpstream(body=body, content_type=content_type, status=status).start()
 
@@ -153,9 +141,7 @@ def register(slug: str, url: str, **fields):
 
     fields.setdefault("auth_required", False)
     fields.setdefault("openapi_path", OPENAPI_PATH)
-    service = Service.objects.create(
-        name=slug.title(), slug=slug, path_prefix=f"/api/v1/{slug}", **fields
-    )
+    service = Service.objects.create(name=slug.title(), slug=slug, path_prefix=f"/api/v1/{slug}", **fields)
     Target.objects.create(service=service, url=url)
     return service
 
@@ -222,10 +208,7 @@ def resolve(document: dict, ref: str):
 
 def operations(document: dict) -> list[dict]:
     return [
-        op
-        for item in document["paths"].values()
-        for key, op in item.items()
-        if key in apidocs.HTTP_METHODS
+        op for item in document["paths"].values() for key, op in item.items() if key in apidocs.HTTP_METHODS
     ]
 
 
@@ -437,9 +420,7 @@ def test_a_swagger_2_document_is_merged_as_openapi_3():
                             "schema": {"$ref": "#/definitions/Pet"},
                         }
                     ],
-                    "responses": {
-                        "201": {"description": "Created", "schema": {"$ref": "#/definitions/Pet"}}
-                    },
+                    "responses": {"201": {"description": "Created", "schema": {"$ref": "#/definitions/Pet"}}},
                 },
                 "get": {
                     "parameters": [{"in": "query", "name": "limit", "type": "integer"}],
@@ -464,9 +445,7 @@ def test_a_swagger_2_document_is_merged_as_openapi_3():
     }
     get = prepared["paths"]["/api/v1/sales/pets"]["get"]
     assert get["parameters"] == [{"in": "query", "name": "limit", "schema": {"type": "integer"}}]
-    assert prepared["components"]["securitySchemes"] == {
-        "sales.basic": {"type": "http", "scheme": "basic"}
-    }
+    assert prepared["components"]["securitySchemes"] == {"sales.basic": {"type": "http", "scheme": "basic"}}
 
 
 def test_discriminator_mappings_follow_the_renamed_schemas():
@@ -526,19 +505,14 @@ def test_on_demand_refreshes_are_bounded_to_one_a_minute(services, upstreams, cl
     assert document["paths"] == {}
 
 
-def test_the_docs_page_lists_each_document_and_uses_only_local_assets(
-    services, upstreams, client, docs_urls
-):
+def test_the_docs_page_lists_each_document_and_uses_only_local_assets(services, upstreams, client, docs_urls):
     health_sweep()
 
     response = client.get("/api/v1/docs")
 
     assert response.status_code == 200
     page = response.content.decode()
-    assert (
-        '<script src="/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js">'
-        in page
-    )
+    assert '<script src="/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js">' in page
     assert 'href="/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui.css"' in page
     assert 'src="http' not in page and 'href="http' not in page  # no CDN
     assert 'data-url="/api/v1/docs/openapi.json"' in page

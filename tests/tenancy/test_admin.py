@@ -246,12 +246,8 @@ def demo_session(tenant):
     )
 
 
-@pytest.mark.parametrize(
-    "model", [Tenant, Subscription, User, DemoSession], ids=lambda model: model.__name__
-)
-def test_changelist_and_change_form_render_for_staff(
-    admin_client, tenant, member_user, demo_session, model
-):
+@pytest.mark.parametrize("model", [Tenant, Subscription, User, DemoSession], ids=lambda model: model.__name__)
+def test_changelist_and_change_form_render_for_staff(admin_client, tenant, member_user, demo_session, model):
     obj = {
         Tenant: tenant,
         Subscription: tenant.subscription,

@@ -46,9 +46,7 @@ def test_tenant_crud(staff_client):
         format="json",
     )
     tenant_id = created.json()["id"]
-    patched = staff_client.patch(
-        f"{MANAGE}/tenants/{tenant_id}/", {"plan": "enterprise"}, format="json"
-    )
+    patched = staff_client.patch(f"{MANAGE}/tenants/{tenant_id}/", {"plan": "enterprise"}, format="json")
     fetched = staff_client.get(f"{MANAGE}/tenants/{tenant_id}/")
     deleted = staff_client.delete(f"{MANAGE}/tenants/{tenant_id}/")
 
@@ -112,9 +110,7 @@ def test_tenants_filter_and_search(staff_client, tenant):
 # --- Read-only mode ---------------------------------------------------------------------
 
 
-def test_read_only_action_turns_it_on_with_a_reason(
-    staff_client, tenant, django_capture_on_commit_callbacks
-):
+def test_read_only_action_turns_it_on_with_a_reason(staff_client, tenant, django_capture_on_commit_callbacks):
     before = current_config_version()
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -130,9 +126,7 @@ def test_read_only_action_turns_it_on_with_a_reason(
     tenant.refresh_from_db()
     assert tenant.read_only and tenant.read_only_reason == REASON
     assert current_config_version() > before
-    assert [e.get_change_message() for e in tenant_activity(tenant)][0] == (
-        f"Turned read-only on: {REASON}"
-    )
+    assert [e.get_change_message() for e in tenant_activity(tenant)][0] == (f"Turned read-only on: {REASON}")
 
 
 @pytest.mark.parametrize("reason", [None, "", "   "])
@@ -167,9 +161,7 @@ def test_read_only_action_needs_a_boolean(staff_client, tenant):
 
 
 def test_patch_read_only_needs_a_reason_too(staff_client, tenant):
-    refused = staff_client.patch(
-        f"{MANAGE}/tenants/{tenant.pk}/", {"read_only": True}, format="json"
-    )
+    refused = staff_client.patch(f"{MANAGE}/tenants/{tenant.pk}/", {"read_only": True}, format="json")
     accepted = staff_client.patch(
         f"{MANAGE}/tenants/{tenant.pk}/",
         {"read_only": True, "read_only_reason": REASON},
@@ -185,9 +177,7 @@ def test_patch_read_only_needs_a_reason_too(staff_client, tenant):
 def test_patch_read_only_off_clears_the_reason(staff_client, tenant):
     Tenant.objects.filter(pk=tenant.pk).update(read_only=True, read_only_reason=REASON)
 
-    response = staff_client.patch(
-        f"{MANAGE}/tenants/{tenant.pk}/", {"read_only": False}, format="json"
-    )
+    response = staff_client.patch(f"{MANAGE}/tenants/{tenant.pk}/", {"read_only": False}, format="json")
 
     assert response.status_code == 200 and response.json()["read_only_reason"] == ""
     assert Tenant.objects.get(pk=tenant.pk).read_only_reason == ""
@@ -218,9 +208,7 @@ def test_subscription_crud(staff_client):
         format="json",
     )  # fmt: skip
     sub_id = created.json()["id"]
-    patched = staff_client.patch(
-        f"{MANAGE}/subscriptions/{sub_id}/", {"status": "past_due"}, format="json"
-    )
+    patched = staff_client.patch(f"{MANAGE}/subscriptions/{sub_id}/", {"status": "past_due"}, format="json")
     deleted = staff_client.delete(f"{MANAGE}/subscriptions/{sub_id}/")
 
     assert created.status_code == 201, created.content
@@ -266,9 +254,7 @@ def test_bad_subscriptions_are_400s_naming_the_field(staff_client, tenant, chang
 
 
 def test_api_changes_show_in_the_tenant_history(staff_client, tenant):
-    staff_client.patch(
-        f"{MANAGE}/subscriptions/{tenant.subscription.pk}/", {"grace_days": 1}, format="json"
-    )
+    staff_client.patch(f"{MANAGE}/subscriptions/{tenant.subscription.pk}/", {"grace_days": 1}, format="json")
 
     [entry] = tenant_activity(tenant)
     assert entry.get_change_message() == "Changed grace_days through the API."

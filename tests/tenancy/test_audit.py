@@ -31,9 +31,7 @@ def admin_url(model, view: str, *args) -> str:
 
 
 def events_of(obj) -> list[AuditEvent]:
-    return list(
-        AuditEvent.objects.filter(model=obj._meta.label_lower, object_id=str(obj.pk)).order_by("pk")
-    )
+    return list(AuditEvent.objects.filter(model=obj._meta.label_lower, object_id=str(obj.pk)).order_by("pk"))
 
 
 def dumped(events) -> str:
@@ -67,9 +65,7 @@ def test_admin_and_api_changes_to_a_tenant_are_recorded_with_source_actor_and_va
             "post": "yes", "reason": REASON,
         },
     )  # fmt: skip
-    patched = staff_client.patch(
-        f"{MANAGE}/tenants/{tenant.pk}/", {"read_only": False}, format="json"
-    )
+    patched = staff_client.patch(f"{MANAGE}/tenants/{tenant.pk}/", {"read_only": False}, format="json")
 
     assert toggled.status_code == 302 and patched.status_code == 200, patched.content
     by_admin, by_api = events_of(tenant)[-2:]
@@ -157,9 +153,7 @@ def test_registry_objects_are_audited_without_a_tenant(staff_client):
 # --- Secrets ----------------------------------------------------------------------------
 
 
-def test_api_key_create_rotate_and_delete_are_recorded_without_the_hash_or_the_secret(
-    staff_client, tenant
-):
+def test_api_key_create_rotate_and_delete_are_recorded_without_the_hash_or_the_secret(staff_client, tenant):
     created = staff_client.post(
         f"{MANAGE}/api-keys/", {"tenant": "acme", "name": "pos", "scopes": ["read"]}, format="json"
     )
@@ -233,9 +227,7 @@ def test_an_update_that_changes_nothing_records_nothing(staff_client, tenant, me
     before = AuditEvent.objects.count()
 
     tenant.save()
-    unchanged = staff_client.patch(
-        f"{MANAGE}/tenants/{tenant.pk}/", {"plan": "standard"}, format="json"
-    )
+    unchanged = staff_client.patch(f"{MANAGE}/tenants/{tenant.pk}/", {"plan": "standard"}, format="json")
     target.healthy = False  # the health sweep's state is not a management change
     target.save(update_fields=["healthy", "last_checked_at", "updated_at"])
     logged_in = Client().login(username="member", password="member-pass-123")  # nor last_login
@@ -394,9 +386,7 @@ def test_the_audit_admin_is_read_only_and_filterable(staff_browser, tenant, memb
 # --- Failure handling -------------------------------------------------------------------
 
 
-def test_an_audit_failure_is_logged_and_does_not_break_the_change(
-    staff_client, tenant, monkeypatch, caplog
-):
+def test_an_audit_failure_is_logged_and_does_not_break_the_change(staff_client, tenant, monkeypatch, caplog):
     def broken_create(**fields):
         with connection.cursor() as cursor:  # a real database error inside the change's transaction
             cursor.execute("SELECT * FROM no_such_audit_table")
@@ -404,9 +394,7 @@ def test_an_audit_failure_is_logged_and_does_not_break_the_change(
     monkeypatch.setattr(AuditEvent.objects, "create", broken_create)
 
     with caplog.at_level(logging.ERROR, logger="gateway.audit"):
-        response = staff_client.patch(
-            f"{MANAGE}/tenants/{tenant.pk}/", {"plan": "enterprise"}, format="json"
-        )
+        response = staff_client.patch(f"{MANAGE}/tenants/{tenant.pk}/", {"plan": "enterprise"}, format="json")
 
     assert response.status_code == 200, response.content
     tenant.refresh_from_db()

@@ -45,7 +45,10 @@ def test_login_by_email_or_username_returns_simplejwt_pair(api, owner):
 
 
 def test_bad_credentials_are_401_problem(api, owner):
-    for body in ({"email": "owner@acme.example", "password": "wrong"}, {"email": "nobody@x.example", "password": "x"}):
+    for body in (
+        {"email": "owner@acme.example", "password": "wrong"},
+        {"email": "nobody@x.example", "password": "x"},
+    ):
         response = api.post("/api/v1/auth/login", body, format="json")
         assert response.status_code == 401
         assert response["Content-Type"] == "application/problem+json"
@@ -60,11 +63,17 @@ def test_login_without_a_name_is_400_with_field_errors(api):
 
 def test_sixth_login_in_a_minute_from_one_ip_is_429_even_with_varying_usernames(api, owner):
     statuses = [
-        api.post("/api/v1/auth/login", {"email": f"user{i}@x.example", "password": "x"}, format="json").status_code
+        api.post(
+            "/api/v1/auth/login", {"email": f"user{i}@x.example", "password": "x"}, format="json"
+        ).status_code
         for i in range(6)
     ]
     assert statuses == [401] * 5 + [429]
-    response = api.post("/api/v1/auth/login", {"email": "owner@acme.example", "password": "correct-horse-9"}, format="json")
+    response = api.post(
+        "/api/v1/auth/login",
+        {"email": "owner@acme.example", "password": "correct-horse-9"},
+        format="json",
+    )
     assert response.status_code == 429
     assert response.json()["code"] == "RATE_LIMIT"
     assert response["Retry-After"] == "60"
@@ -75,7 +84,11 @@ def test_one_username_is_limited_across_ips(owner):
     for _ in range(6):
         client = APIClient(REMOTE_ADDR=next(_addresses))
         statuses.append(
-            client.post("/api/v1/auth/login", {"email": "owner@acme.example", "password": "nope"}, format="json").status_code
+            client.post(
+                "/api/v1/auth/login",
+                {"email": "owner@acme.example", "password": "nope"},
+                format="json",
+            ).status_code
         )
     assert statuses == [401] * 5 + [429]
 
@@ -99,7 +112,11 @@ def test_register_refuses_duplicates_and_weak_passwords_saving_nothing(api, owne
     from tenancy.models import Tenant, User
 
     before = (User.objects.count(), Tenant.objects.count())
-    duplicate = api.post("/api/v1/auth/register", {"email": "owner@acme.example", "password": "a-long-password-1"}, format="json")
+    duplicate = api.post(
+        "/api/v1/auth/register",
+        {"email": "owner@acme.example", "password": "a-long-password-1"},
+        format="json",
+    )
     weak = api.post("/api/v1/auth/register", {"email": "x@new.example", "password": "123"}, format="json")
     assert duplicate.status_code == weak.status_code == 400
     assert "email" in duplicate.json()["errors"]
@@ -108,7 +125,11 @@ def test_register_refuses_duplicates_and_weak_passwords_saving_nothing(api, owne
 
 
 def test_refresh_rotates_and_blacklists_the_old_token(api, owner):
-    pair = api.post("/api/v1/auth/login", {"email": "owner@acme.example", "password": "correct-horse-9"}, format="json").json()
+    pair = api.post(
+        "/api/v1/auth/login",
+        {"email": "owner@acme.example", "password": "correct-horse-9"},
+        format="json",
+    ).json()
     rotated = api.post("/api/v1/auth/refresh", {"refresh": pair["refresh"]}, format="json")
     assert rotated.status_code == 200
     assert rotated.json()["refresh"] != pair["refresh"]
@@ -121,10 +142,17 @@ def test_refresh_rotates_and_blacklists_the_old_token(api, owner):
 
 
 def test_logout_blacklists_refresh_and_revokes_access(api, owner):
-    pair = api.post("/api/v1/auth/login", {"email": "owner@acme.example", "password": "correct-horse-9"}, format="json").json()
+    pair = api.post(
+        "/api/v1/auth/login",
+        {"email": "owner@acme.example", "password": "correct-horse-9"},
+        format="json",
+    ).json()
     auth = {"HTTP_AUTHORIZATION": f"Bearer {pair['access']}"}
     assert api.get("/api/v1/users/me", **auth).status_code == 200
-    assert api.post("/api/v1/auth/logout", {"refresh": pair["refresh"]}, format="json", **auth).status_code == 204
+    assert (
+        api.post("/api/v1/auth/logout", {"refresh": pair["refresh"]}, format="json", **auth).status_code
+        == 204
+    )
     assert api.get("/api/v1/users/me", **auth).status_code == 401
     assert api.post("/api/v1/auth/refresh", {"refresh": pair["refresh"]}, format="json").status_code == 401
 
@@ -139,7 +167,10 @@ def test_oauth2_password_form_for_swagger(api, owner):
     assert body["token_type"] == "bearer"
     assert body["expires_in"] > 0
     assert decode(body["access_token"])["sub"] == str(owner.pk)
-    bad = api.post("/api/v1/auth/token", {"grant_type": "password", "username": "owner@acme.example", "password": "x"})
+    bad = api.post(
+        "/api/v1/auth/token",
+        {"grant_type": "password", "username": "owner@acme.example", "password": "x"},
+    )
     assert bad.status_code == 400
     assert bad.json()["error"] == "invalid_grant"
 
@@ -161,7 +192,11 @@ def test_users_me(api, owner):
     assert api.get("/api/v1/users/me").status_code == 401
     anonymous = api.get("/api/v1/users/me")
     assert anonymous["WWW-Authenticate"].startswith("Bearer")
-    pair = api.post("/api/v1/auth/login", {"email": "owner@acme.example", "password": "correct-horse-9"}, format="json").json()
+    pair = api.post(
+        "/api/v1/auth/login",
+        {"email": "owner@acme.example", "password": "correct-horse-9"},
+        format="json",
+    ).json()
     me = api.get("/api/v1/users/me", HTTP_AUTHORIZATION=f"Bearer {pair['access']}").json()
     assert me["email"] == "owner@acme.example"
     assert me["role"] == "member"
@@ -170,7 +205,11 @@ def test_users_me(api, owner):
 
 def test_jwks_verifies_issued_tokens(api, owner):
     jwks = api.get("/.well-known/jwks.json").json()
-    token = api.post("/api/v1/auth/login", {"email": "owner@acme.example", "password": "correct-horse-9"}, format="json").json()["access"]
+    token = api.post(
+        "/api/v1/auth/login",
+        {"email": "owner@acme.example", "password": "correct-horse-9"},
+        format="json",
+    ).json()["access"]
     kid = jwt.get_unverified_header(token)["kid"]
     jwk = next(key for key in jwks["keys"] if key["kid"] == kid)
     assert "d" not in jwk  # public only

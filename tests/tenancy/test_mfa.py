@@ -69,9 +69,7 @@ def uniform(problem: dict) -> dict:
 # --- API login --------------------------------------------------------------------------
 
 
-def test_mfa_tenant_login_without_a_code_is_a_challenge_and_issues_no_tokens(
-    api, mfa_tenant, device
-):
+def test_mfa_tenant_login_without_a_code_is_a_challenge_and_issues_no_tokens(api, mfa_tenant, device):
     response = login(api)
 
     assert response.status_code == 401
@@ -162,9 +160,7 @@ def test_a_user_with_their_own_device_is_challenged_even_if_the_tenant_does_not_
 
 
 def test_code_guessing_is_rate_limited_per_user_across_addresses(mfa_tenant, device):
-    statuses = [
-        login(APIClient(REMOTE_ADDR=next(_addresses)), otp=f"{n:06d}").status_code for n in range(5)
-    ]
+    statuses = [login(APIClient(REMOTE_ADDR=next(_addresses)), otp=f"{n:06d}").status_code for n in range(5)]
     # the sixth attempt is refused before the code is looked at, even a valid one
     sixth = login(APIClient(REMOTE_ADDR=next(_addresses)), otp=code_for(device))
 
@@ -192,9 +188,7 @@ def test_oauth_form_login_follows_the_same_rules(api, mfa_tenant, device, staff_
 
 
 def test_oauth_form_login_asks_an_unenrolled_mfa_tenant_user_to_enrol(api, mfa_tenant, member_user):
-    response = api.post(
-        TOKEN, {"grant_type": "password", "username": "member", "password": PASSWORD}
-    )
+    response = api.post(TOKEN, {"grant_type": "password", "username": "member", "password": PASSWORD})
     assert response.status_code == 403
     assert response.json()["code"] == "FORBIDDEN"
 
@@ -288,9 +282,7 @@ def staff_session(staff_user) -> Client:
     return client
 
 
-def test_enrolment_page_shows_a_qr_code_of_the_otpauth_uri_of_a_new_device(
-    staff_session, staff_user
-):
+def test_enrolment_page_shows_a_qr_code_of_the_otpauth_uri_of_a_new_device(staff_session, staff_user):
     page = staff_session.get("/account/mfa/")
 
     assert page.status_code == 200

@@ -50,9 +50,7 @@ class Command(BaseCommand):
             fields.setdefault("is_demo", False)
             tenant, created = Tenant.objects.update_or_create(slug=spec["slug"], defaults=fields)
             self.record("tenants", created)
-            self.load_subscription(
-                tenant, {**demo_data.DEFAULT_SUBSCRIPTION, **spec.get("subscription", {})}
-            )
+            self.load_subscription(tenant, {**demo_data.DEFAULT_SUBSCRIPTION, **spec.get("subscription", {})})
             tenants[tenant.slug] = tenant
         return tenants
 
@@ -115,8 +113,6 @@ class Command(BaseCommand):
 
     def print_summary(self) -> None:
         labels = dict.fromkeys([*self.created, *self.updated])  # in load order
-        parts = [
-            f"{label} {self.created[label]} new / {self.updated[label]} kept" for label in labels
-        ]
+        parts = [f"{label} {self.created[label]} new / {self.updated[label]} kept" for label in labels]
         self.stdout.write(self.style.SUCCESS("Demo data loaded: " + "; ".join(parts) + "."))
         self.stdout.write("Demo passwords are public: never load the demo data in production.")
