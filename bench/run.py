@@ -229,9 +229,8 @@ def ratios(results: dict) -> dict:
 
 
 def print_table(results: dict) -> None:
-    print(
-        f"\n{'scenario':28s} {'req/s c64':>12s} {'p50 c64':>10s} {'p99 c64':>10s} {'p50 c1':>10s} {'p99 c1':>10s}"
-    )
+    header = ("req/s c64", "p50 c64", "p99 c64", "p50 c1", "p99 c1")
+    print(f"\n{'scenario':28s} {header[0]:>12s} " + " ".join(f"{column:>10s}" for column in header[1:]))
     for name, data in results["scenarios"].items():
         c64, c1 = data["c64"], data["c1"]
         print(
