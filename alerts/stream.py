@@ -126,6 +126,9 @@ class AlertStreamApp:
             )
             replayed = await self._replay(send, tenant, last_id)
             await self._relay(send, subscription, replayed)
+            # Ended by the server (shutdown, slow reader): close the chunked body properly so
+            # the client sees a finished stream and reconnects with Last-Event-ID.
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             watcher.cancel()
             hub.unsubscribe(subscription)

@@ -11,7 +11,8 @@ import logging
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from rest_framework import exceptions
+from drf_spectacular.openapi import AutoSchema
+from rest_framework import exceptions, serializers
 from rest_framework.views import exception_handler as drf_default_handler
 
 from proxy.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES, problem_document
@@ -25,6 +26,7 @@ __all__ = [
     "handler500",
     "problem_page",
     "problem_response",
+    "ProblemAutoSchema",
 ]
 
 logger = logging.getLogger("gateway.problems")
@@ -134,3 +136,45 @@ def problem_page(request: HttpRequest, slug: str) -> HttpResponse:
 def problem_index(request: HttpRequest) -> HttpResponse:
     problems = sorted(PROBLEM_TYPES.values(), key=lambda p: (p.status, p.code))
     return render(request, "problems/index.html", {"problems": problems})
+
+
+class ProblemSerializer(serializers.Serializer):
+    """RFC 9457 problem details, as every error of the gateway is answered."""
+
+    type = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    instance = serializers.CharField()
+    code = serializers.CharField()
+    request_id = serializers.CharField()
+    errors = serializers.DictField(required=False, help_text="Field messages (400 VALIDATION_ERROR).")
+
+
+class ProblemAutoSchema(AutoSchema):
+    """drf-spectacular's schema plus the problem+json errors every operation can answer."""
+
+    _ERRORS = (
+        (
+            "400",
+            "Invalid input or filter; `errors` names each field.",
+            lambda self: self.method in ("POST", "PUT", "PATCH") or bool(self._get_filter_parameters()),
+        ),
+        ("401", "Missing or invalid credentials.", lambda self: True),
+        ("403", "Not allowed for this user.", lambda self: True),
+        ("404", "No such object.", lambda self: "{" in self.path),
+        ("409", "Conflicts with the current state.", lambda self: self.method == "DELETE"),
+    )
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        if direction != "response":
+            return responses
+        for status, description, applies in self._ERRORS:
+            if status not in responses and applies(self):
+                body = self._get_response_for_code(
+                    ProblemSerializer, status, media_types=[PROBLEM_CONTENT_TYPE]
+                )
+                body["description"] = description
+                responses[status] = body
+        return responses

@@ -173,7 +173,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "gateway_project.problems.ProblemAutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "gateway_project.problems.drf_exception_handler",
@@ -227,6 +227,9 @@ OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Gateway")
 
 # Login brute-force protection (django-ratelimit), per IP and per username.
 LOGIN_RATE_LIMIT = env_str("LOGIN_RATE_LIMIT", "5/m")
+# With the cache (Redis) down django-ratelimit cannot count: fail open (logins work, without
+# brute-force protection for the outage) or closed (nobody can log in until Redis is back).
+RATELIMIT_FAIL_OPEN = env_bool("LOGIN_RATE_LIMIT_FAIL_OPEN", True)
 
 # --- Gateway data plane -----------------------------------------------------------------
 

@@ -28,7 +28,6 @@ __all__ = [
     "FullCleanModelSerializer",
     "HealthCheckRequestSerializer",
     "HealthReportSerializer",
-    "ProblemSerializer",
     "RatePolicySerializer",
     "ServiceSerializer",
     "TargetSerializer",
@@ -294,18 +293,6 @@ class HealthCheckRequestSerializer(serializers.Serializer):
         required=False,
         help_text="Check only this service's targets; omit to check every enabled target.",
     )
-
-
-class ProblemSerializer(serializers.Serializer):
-    """An RFC 9457 problem document, as every error of the management API is answered."""
-
-    type = serializers.CharField()
-    title = serializers.CharField()
-    status = serializers.IntegerField()
-    detail = serializers.CharField()
-    instance = serializers.CharField()
-    code = serializers.CharField()
-    request_id = serializers.CharField()
 
 
 class ConfigVersionSerializer(serializers.Serializer):

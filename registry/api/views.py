@@ -24,7 +24,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gateway_project.problems import problem_response
+from gateway_project.problems import ProblemSerializer, problem_response
 from proxy.problems import PROBLEM_CONTENT_TYPE
 from registry.api.serializers import (
     ApiKeySerializer,
@@ -33,7 +33,6 @@ from registry.api.serializers import (
     ConfigVersionSerializer,
     HealthCheckRequestSerializer,
     HealthReportSerializer,
-    ProblemSerializer,
     RatePolicySerializer,
     ServiceSerializer,
     ServiceVersionSerializer,

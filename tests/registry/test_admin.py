@@ -28,24 +28,6 @@ SECRET_RE = re.compile(r"gwk_[0-9a-f]{8}_[A-Za-z0-9_-]{20,}")
 
 
 @pytest.fixture
-def service(db):
-    return Service.objects.create(name="Sales", slug="sales", path_prefix="/api/v1/sales")
-
-
-@pytest.fixture
-def target(service):
-    return Target.objects.create(service=service, url="http://127.0.0.1:9001")
-
-
-@pytest.fixture
-def api_key(tenant):
-    key = ApiKey(tenant=tenant, name="ci-robot", scopes=["read"])
-    key.assign_new_secret()
-    key.save()
-    return key
-
-
-@pytest.fixture
 def registry_objects(service, target, api_key):
     return {
         Service: service,

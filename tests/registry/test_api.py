@@ -59,24 +59,6 @@ def log_of(obj) -> list[str]:
 
 
 @pytest.fixture
-def service(db):
-    return Service.objects.create(name="Sales", slug="sales", path_prefix="/api/v1/sales")
-
-
-@pytest.fixture
-def target(service):
-    return Target.objects.create(service=service, url="http://127.0.0.1:9001")
-
-
-@pytest.fixture
-def api_key(tenant):
-    key = ApiKey(tenant=tenant, name="ci-robot", scopes=["read"])
-    key.assign_new_secret()
-    key.save()
-    return key
-
-
-@pytest.fixture
 def fresh_breakers(monkeypatch):
     """This process's breaker registry, emptied for the test and restored afterwards."""
     monkeypatch.setattr(breakers, "_breakers", {})

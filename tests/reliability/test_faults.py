@@ -378,17 +378,6 @@ def test_redis_frozen_under_load_is_bounded_by_timeouts_and_recovers(
     assert {(o.label, o.status) for o in recent} == {("open", 200), ("closed", 200)}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "tenancy/views.py PublicAuthView.throttled uses django-ratelimit, which fails closed "
-        "when the cache is unreachable (RATELIMIT_FAIL_OPEN is not set in "
-        "gateway_project/settings.py; django-redis IGNORE_EXCEPTIONS makes add/incr return "
-        "None): during a Redis outage every POST /api/v1/auth/login, even with correct "
-        "credentials, answers 429 RATE_LIMIT 'Too many attempts', so nobody can log in and "
-        "the problem names the wrong cause"
-    ),
-)
 def test_login_during_a_redis_outage_is_not_refused_as_rate_limited(
     gateway_processes, tenant_user, own_redis
 ):

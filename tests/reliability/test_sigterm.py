@@ -102,16 +102,6 @@ def test_sigterm_completes_in_flight_requests_and_sse_clients_resume_elsewhere(
 
 
 @pytest.mark.redis
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "alerts/stream.py AlertStreamApp._relay returns on DISCONNECTED (sent by "
-        "AlertHub.close_all during drain) without sending the final http.response.body "
-        "(more_body=False); uvicorn logs 'ASGI callable returned without completing response' "
-        "and aborts the connection, so the client sees a truncated chunked body instead of a "
-        "clean end of stream"
-    ),
-)
 def test_sigterm_ends_sse_streams_with_a_complete_response(two_instances):
     first, _, token = two_instances
     reader = EndingSseReader(f"{first.url}{STREAM}", {"Authorization": f"Bearer {token}"})
