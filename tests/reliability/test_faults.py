@@ -11,7 +11,6 @@ import statistics
 import time
 
 import httpx
-import pytest
 
 from proxy.breaker import BreakerState
 from tests.alerts.conftest import SseReader
