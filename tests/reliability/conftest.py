@@ -156,9 +156,7 @@ class PrivatePostgres:
         )
         if result.returncode != 0:
             with open(self.log) as log:
-                raise RuntimeError(
-                    f"pg_ctl start failed: {result.stdout}{result.stderr}{log.read()}"
-                )
+                raise RuntimeError(f"pg_ctl start failed: {result.stdout}{result.stderr}{log.read()}")
 
     def stop(self, mode: str = "immediate") -> None:
         """Stop this cluster only: pg_ctl signals the PID in this data dir's postmaster.pid."""
@@ -181,9 +179,7 @@ def private_postgres():
     require(bin_dir is not None, "PostgreSQL server binaries (initdb, pg_ctl) are not installed")
     as_user = None
     if os.geteuid() == 0:
-        require(
-            shutil.which("runuser") is not None, "runuser is needed to run PostgreSQL as non-root"
-        )
+        require(shutil.which("runuser") is not None, "runuser is needed to run PostgreSQL as non-root")
         try:
             import pwd
 
@@ -287,9 +283,7 @@ class Load:
                 try:
                     response = client.request(method, url, **request)
                     code = ""
-                    if response.headers.get("content-type", "").startswith(
-                        "application/problem+json"
-                    ):
+                    if response.headers.get("content-type", "").startswith("application/problem+json"):
                         code = response.json().get("code", "")
                     outcome = Outcome(
                         label, started, time.monotonic() - started, response.status_code, code=code
@@ -308,9 +302,7 @@ class Load:
         return [
             o
             for o in items
-            if o.started >= start
-            and o.started + o.elapsed <= end
-            and (label is None or o.label == label)
+            if o.started >= start and o.started + o.elapsed <= end and (label is None or o.label == label)
         ]
 
     def of(self, label: str) -> list[Outcome]:

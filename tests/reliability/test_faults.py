@@ -72,9 +72,7 @@ def test_upstream_killed_under_load_fails_fast_opens_the_breaker_and_recovers(
     time.sleep(1.0)  # shorter than the recovery timeout: the breaker stays open
     while_open = load.between(opened_at + 0.05, opened_at + 1.0)
     assert while_open, "no traffic while the breaker was open"
-    assert {o.status for o in while_open} == {200}, (
-        "an open breaker must route around the dead target"
-    )
+    assert {o.status for o in while_open} == {200}, "an open breaker must route around the dead target"
     assert len(upstream.hits("/x")) - live_before >= len(while_open)
 
     # When: the upstream comes back on the same port.
@@ -87,9 +85,7 @@ def test_upstream_killed_under_load_fails_fast_opens_the_breaker_and_recovers(
             message="the breaker to close after recovery",
         )
         closed_at = time.monotonic()
-        wait_until(
-            lambda: len(revived.hits("/x")) >= 5, 5, message="traffic back on the revived target"
-        )
+        wait_until(lambda: len(revived.hits("/x")) >= 5, 5, message="traffic back on the revived target")
         time.sleep(0.3)
         load.stop()
         assert detailed_breaker(gateway, "sales", doomed.pk)["state"] == "closed"
@@ -100,20 +96,14 @@ def test_upstream_killed_under_load_fails_fast_opens_the_breaker_and_recovers(
 
     outcomes = load.of("sales")
     failures = [o for o in outcomes if o.status != 200]
-    assert {o.status for o in outcomes} <= ALLOWED_DURING_UPSTREAM_LOSS, {
-        o.status for o in outcomes
-    }
+    assert {o.status for o in outcomes} <= ALLOWED_DURING_UPSTREAM_LOSS, {o.status for o in outcomes}
     assert failures, "killing a target under load produced no visible failure at all"
     assert all(o.started >= killed_at - 0.5 for o in failures), "failures before the kill"
     assert max(o.elapsed for o in failures) < FAST_FAILURE_SECONDS
-    assert all(o.code in ("BAD_GATEWAY", "CIRCUIT_OPEN") for o in failures), {
-        o.code for o in failures
-    }
+    assert all(o.code in ("BAD_GATEWAY", "CIRCUIT_OPEN") for o in failures), {o.code for o in failures}
 
 
-def test_upstream_reset_mid_response_closes_the_client_and_is_counted(
-    gateway, make_service, upstream
-):
+def test_upstream_reset_mid_response_closes_the_client_and_is_counted(gateway, make_service, upstream):
     # Given: resets interleaved with ordinary requests on the same service.
     make_service("sales", targets=[upstream.url], retries=0)
     gateway.sync()
@@ -131,9 +121,7 @@ def test_upstream_reset_mid_response_closes_the_client_and_is_counted(
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         cut = [pool.submit(reset_once) for _ in range(4)]
-        ordinary = [
-            pool.submit(httpx.get, f"{gateway.url}/api/v1/sales/ok", timeout=5) for _ in range(8)
-        ]
+        ordinary = [pool.submit(httpx.get, f"{gateway.url}/api/v1/sales/ok", timeout=5) for _ in range(8)]
         cut_results = [f.result(10) for f in cut]
         ordinary_results = [f.result(10) for f in ordinary]
 
@@ -283,9 +271,7 @@ def test_redis_killed_and_restarted_under_load(
 
     # Then: the fail-closed limiter admits again, config propagation resumes, fan-out resumes.
     wait_until(
-        lambda: any(
-            o.status == 200 for o in load.between(restarted + 0.1, time.monotonic(), "closed")
-        ),
+        lambda: any(o.status == 200 for o in load.between(restarted + 0.1, time.monotonic(), "closed")),
         8,
         interval=0.2,
         message="the fail-closed service to admit again",
@@ -319,16 +305,12 @@ def test_redis_killed_and_restarted_under_load(
     load.stop()
 
     outcomes = load.outcomes
-    assert all(o.status is not None for o in outcomes), [
-        o.error for o in outcomes if o.status is None
-    ][:3]
+    assert all(o.status is not None for o in outcomes), [o.error for o in outcomes if o.status is None][:3]
     assert not [o for o in outcomes if o.status >= 500 and o.status != 503], "a 5xx other than 503"
     assert max(o.elapsed for o in outcomes) < 3, "a request hung during the Redis outage"
     assert {o.status for o in load.of("open")} == {200}, "fail-open must keep admitting"
     closed_during = [o for o in outage if o.label == "closed"]
-    assert closed_during and {(o.status, o.code) for o in closed_during} == {
-        (503, "SERVICE_UNAVAILABLE")
-    }
+    assert closed_during and {(o.status, o.code) for o in closed_during} == {(503, "SERVICE_UNAVAILABLE")}
     assert closed_after and {o.status for o in closed_after} == {200}, "fail-closed did not recover"
 
 

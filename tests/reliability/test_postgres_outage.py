@@ -65,9 +65,7 @@ def service_rows(database_url: str, slug: str) -> int:
     import psycopg
 
     with psycopg.connect(database_url, connect_timeout=5) as conn:
-        return conn.execute(
-            "SELECT count(*) FROM registry_service WHERE slug = %s", [slug]
-        ).fetchone()[0]
+        return conn.execute("SELECT count(*) FROM registry_service WHERE slug = %s", [slug]).fetchone()[0]
 
 
 def admin_session(base: str) -> httpx.Client:
@@ -121,9 +119,9 @@ def test_postgres_stopped_routing_continues_admin_fails_cleanly_and_recovers(
         check=False,
     )
     assert migrate.returncode == 0, migrate.stderr[-2000:]
-    token = json.loads(
-        run_django(env, SEED % {"password": ADMIN_PASSWORD, "upstream": upstream.url})
-    )["token"]
+    token = json.loads(run_django(env, SEED % {"password": ADMIN_PASSWORD, "upstream": upstream.url}))[
+        "token"
+    ]
     staff = {"Authorization": f"Bearer {token}"}
     gateway.start()
     try:
@@ -131,9 +129,7 @@ def test_postgres_stopped_routing_continues_admin_fails_cleanly_and_recovers(
         assert httpx.get(f"{base}/api/v1/sales/x", timeout=5).status_code == 200
         admin = admin_session(base)
         assert admin.get("/admin/registry/service/").status_code == 200
-        assert (
-            httpx.get(f"{base}/api/manage/services/", headers=staff, timeout=5).status_code == 200
-        )
+        assert httpx.get(f"{base}/api/manage/services/", headers=staff, timeout=5).status_code == 200
 
         # When: PostgreSQL stops hard.
         private_postgres.stop("immediate")
@@ -182,9 +178,7 @@ def test_postgres_stopped_routing_continues_admin_fails_cleanly_and_recovers(
             },
         )
         assert 500 <= create.status_code < 600
-        assert create.headers["content-type"].startswith("application/problem+json"), create.text[
-            :300
-        ]
+        assert create.headers["content-type"].startswith("application/problem+json"), create.text[:300]
         assert "Traceback" not in create.text and "OperationalError" not in create.text
 
         # When: PostgreSQL comes back.
@@ -199,9 +193,7 @@ def test_postgres_stopped_routing_continues_admin_fails_cleanly_and_recovers(
             message="readiness to see the database again",
         )
         assert admin.get("/admin/registry/service/").status_code == 200
-        run_django(
-            env, ADD_SERVICE % {"name": "Orders", "slug": "orders", "upstream": upstream.url}
-        )
+        run_django(env, ADD_SERVICE % {"name": "Orders", "slug": "orders", "upstream": upstream.url})
         started = time.monotonic()
         wait_until(
             lambda: httpx.get(f"{base}/api/v1/orders/x", timeout=5).status_code == 200,

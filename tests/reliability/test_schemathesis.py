@@ -42,9 +42,7 @@ def _load_schema():
     config = schemathesis.Config()
     config.projects.default.phases.update(phases=PHASES)
     config.projects.default.generation.update(max_examples=MAX_EXAMPLES)
-    loaded = schemathesis.openapi.from_wsgi(
-        "/api/schema/?format=json", WSGIHandler(), config=config
-    )
+    loaded = schemathesis.openapi.from_wsgi("/api/schema/?format=json", WSGIHandler(), config=config)
     return loaded.include(path_regex=MANAGEMENT_PATHS)
 
 

@@ -52,9 +52,7 @@ def two_instances(redis_url, gateway_processes, make_service, upstream, tenant_u
 
 
 @pytest.mark.redis
-def test_sigterm_completes_in_flight_requests_and_sse_clients_resume_elsewhere(
-    two_instances, upstream
-):
+def test_sigterm_completes_in_flight_requests_and_sse_clients_resume_elsewhere(two_instances, upstream):
     first, second, token = two_instances
     auth = {"Authorization": f"Bearer {token}"}
     # Given: an SSE client on A that has seen one alert (published on B), and a slow request on A.
@@ -63,9 +61,7 @@ def test_sigterm_completes_in_flight_requests_and_sse_clients_resume_elsewhere(
     assert reader.next()["id"] == seen
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         in_flight = pool.submit(httpx.get, f"{first.url}/api/v1/reports/slow?delay=2", timeout=10)
-        wait_until(
-            lambda: upstream.hits("/slow"), 5, message="the slow request to reach the upstream"
-        )
+        wait_until(lambda: upstream.hits("/slow"), 5, message="the slow request to reach the upstream")
 
         # When: A is told to stop, and alerts keep coming (published on B).
         signalled = time.monotonic()
@@ -75,9 +71,7 @@ def test_sigterm_completes_in_flight_requests_and_sse_clients_resume_elsewhere(
         # Then: A's stream ends promptly, well before the in-flight request is done.
         assert reader.wait_ended(STREAM_END_SECONDS), "the SSE stream outlived SIGTERM"
         assert reader.finished_at - signalled < STREAM_END_SECONDS
-        published += [
-            publish(second.url, token, f"after A closed {i}")["event_id"] for i in range(2)
-        ]
+        published += [publish(second.url, token, f"after A closed {i}")["event_id"] for i in range(2)]
 
         # And: the in-flight request completes normally.
         response = in_flight.result(10)

@@ -172,9 +172,7 @@ def test_soak_mixed_traffic_keeps_memory_and_descriptors_flat(
         client.close()
 
     # Then: no 5xx and no transport errors, every kind of traffic flowed at about its rate.
-    summary = {
-        f"{kind} {status}": n for (kind, status), n in sorted(tally.statuses.items(), key=str)
-    }
+    summary = {f"{kind} {status}": n for (kind, status), n in sorted(tally.statuses.items(), key=str)}
     print(
         f"soak {SOAK_SECONDS}s: rss {rss_start}->{rss_end} KiB (peak {peak_rss}), "
         f"fds {fds_start}->{fds_end}, sse events {received}, {summary}"
