@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -122,6 +124,181 @@ def admin_pages_through(front: str) -> list[int]:
     return [fresh_get(f"{front}/admin/", cookies=cookies).status_code for _ in range(2)]
 
 
+# --- One gateway across instances (issue: reliability, "the cluster") ------------------
+
+PROPAGATION_SECONDS = 1.0
+CLUSTER_LIMIT = 10
+CLUSTER_ATTEMPTS = 30
+READ_ONLY_REASON = "Cluster test: invoice overdue"
+
+
+def until(condition, seconds: float, message: str):
+    """Poll `condition` until it returns a truthy value; fail after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not (result := condition()):
+        assert time.monotonic() < deadline, message
+        time.sleep(0.02)
+    return result
+
+
+def login(instance: str, username: str, password: str) -> dict[str, str]:
+    response = httpx.post(
+        f"{instance}/api/v1/auth/login",
+        json={"username": username, "password": password},
+        trust_env=False,
+    )
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access']}"}
+
+
+@contextlib.contextmanager
+def admin_session(instance: str):
+    """A staff session in the Django admin of one instance."""
+    with httpx.Client(base_url=instance, timeout=10, trust_env=False) as client:
+        client.get("/admin/login/")
+        form = {
+            "username": "admin",
+            "password": ADMIN_PASSWORD,
+            "csrfmiddlewaretoken": client.cookies["csrftoken"],
+            "next": "/admin/",
+        }
+        login = client.post("/admin/login/", data=form, headers={"Origin": instance})
+        assert login.status_code == 302, login.text[:500]
+        yield client
+
+
+def toggle_read_only_in_the_admin(admin: httpx.Client, tenant_id: int, reason: str = "") -> None:
+    """The changelist action with its confirmation step, as staff click it."""
+    response = admin.post(
+        "/admin/tenancy/tenant/",
+        data={
+            "action": "toggle_read_only",
+            "_selected_action": [str(tenant_id)],
+            "post": "yes",
+            "reason": reason,
+            "csrfmiddlewaretoken": admin.cookies["csrftoken"],
+        },
+        headers={"Origin": str(admin.base_url).rstrip("/")},
+    )
+    assert response.status_code == 302, response.text[:500]
+
+
+def tenant_id(instance: str, staff: dict[str, str], slug: str) -> int:
+    found = httpx.get(
+        f"{instance}/api/manage/tenants/", params={"search": slug}, headers=staff, trust_env=False
+    ).json()["results"]
+    return next(t["id"] for t in found if t["slug"] == slug)
+
+
+def check_read_only_toggle_crosses_instances(first: str, second: str, owner: dict, staff: dict) -> None:
+    """Read-only toggled in the admin of one instance blocks writes on the other within 1 s."""
+    write = f"{second}/api/v1/sales/echo"
+
+    def write_status(n: int) -> httpx.Response:
+        return httpx.post(write, json={"n": n}, headers=owner, trust_env=False)
+
+    assert write_status(1).status_code == 200
+    madrid = tenant_id(first, staff, "bakery-madrid")
+    with admin_session(first) as admin:
+        toggle_read_only_in_the_admin(admin, madrid, READ_ONLY_REASON)
+        until(
+            lambda: write_status(2).status_code == 403,
+            PROPAGATION_SECONDS,
+            "the other instance still accepts writes 1 s after the admin toggle",
+        )
+        refused = write_status(3).json()
+        assert (refused["code"], refused["detail"]) == ("TENANT_READ_ONLY", READ_ONLY_REASON)
+        assert httpx.get(write, headers=owner, trust_env=False).status_code == 200  # reads pass
+        toggle_read_only_in_the_admin(admin, madrid)
+    until(
+        lambda: write_status(4).status_code == 200,
+        PROPAGATION_SECONDS,
+        "writes still refused on the other instance 1 s after read-only was lifted",
+    )
+
+
+def policies_applied(instance: str, path: str, headers: dict) -> str:
+    return httpx.get(f"{instance}{path}", headers=headers, trust_env=False).headers.get(
+        "ratelimit-policy", ""
+    )
+
+
+def check_rate_limit_is_exact_across_instances(first: str, second: str, owner: dict, staff: dict) -> None:
+    """A tenant policy created through one instance's API admits exactly N across both."""
+    policy = httpx.post(
+        f"{first}/api/manage/rate-policies/",
+        json={
+            "name": "cluster-test",
+            "scope": "tenant",
+            "service": "inventory",
+            "limit": CLUSTER_LIMIT,
+            "window_seconds": 3600,
+        },
+        headers=staff,
+        trust_env=False,
+    )
+    assert policy.status_code == 201, policy.text
+    url = "/api/v1/inventory/echo"
+    # Probed with another tenant's token, so the probes spend none of bakery-madrid's quota.
+    sevilla = login(first, "owner@bakery-sevilla.example", DEMO_PASSWORD)
+    for instance in (first, second):
+        until(
+            lambda instance=instance: "cluster-test" in policies_applied(instance, url, sevilla),
+            PROPAGATION_SECONDS,
+            f"the new policy is not applied on {instance} after 1 s",
+        )
+    statuses = [
+        httpx.get(f"{(first, second)[i % 2]}{url}", headers=owner, trust_env=False).status_code
+        for i in range(CLUSTER_ATTEMPTS)
+    ]
+    assert statuses.count(200) == CLUSTER_LIMIT, statuses
+    assert statuses.count(429) == CLUSTER_ATTEMPTS - CLUSTER_LIMIT, statuses
+
+
+def check_alert_crosses_instances(first: str, second: str, owner: dict, staff: dict) -> None:
+    """An alert published on one instance reaches an SSE client of the same tenant on the other."""
+    from tests.alerts.conftest import SseReader
+
+    reader = SseReader(f"{second}/api/v1/alerts/stream", owner)
+    try:
+        assert reader.status == 200
+        posted = httpx.post(
+            f"{first}/api/v1/alerts",
+            json={"severity": "critical", "message": "oven 3 overheating", "tenant": "bakery-madrid"},
+            headers=staff,
+            trust_env=False,
+        )
+        assert posted.status_code == 201, posted.text
+        event = reader.next(timeout=5)
+        assert event["data"]["message"] == "oven 3 overheating"
+        assert str(event["id"]) == str(posted.json()["event_id"])
+    finally:
+        reader.close()
+
+
+def check_logout_crosses_instances(first: str, second: str) -> None:
+    """A logout on one instance rejects the same access token on the other within 1 s."""
+    viewer = login(first, "viewer@bakery-madrid.example", DEMO_PASSWORD)
+    read = f"{second}/api/v1/sales/echo"
+    assert httpx.get(read, headers=viewer, trust_env=False).status_code == 200
+    assert httpx.post(f"{first}/api/v1/auth/logout", headers=viewer, trust_env=False).status_code == 204
+    until(
+        lambda: httpx.get(read, headers=viewer, trust_env=False).status_code == 401,
+        PROPAGATION_SECONDS,
+        "the other instance still accepts the token 1 s after logout",
+    )
+
+
+def check_one_gateway_across_instances(base_port: int) -> None:
+    first, second = f"http://127.0.0.1:{base_port}", f"http://127.0.0.1:{base_port + 1}"
+    owner = login(first, "owner@bakery-madrid.example", DEMO_PASSWORD)
+    staff = login(second, "admin", ADMIN_PASSWORD)
+    check_read_only_toggle_crosses_instances(first, second, owner, staff)
+    check_rate_limit_is_exact_across_instances(first, second, owner, staff)
+    check_alert_crosses_instances(first, second, owner, staff)
+    check_logout_crosses_instances(first, second)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(READY_TIMEOUT_SECONDS + STOP_TIMEOUT_SECONDS + 60)
 def test_make_cluster_balances_two_instances_and_ctrl_c_stops_every_child(
@@ -190,6 +367,10 @@ def test_make_cluster_balances_two_instances_and_ctrl_c_stops_every_child(
         # And: an admin session made through the front holds on both instances (one
         # SECRET_KEY, sessions in the shared database).
         assert admin_pages_through(front) == [200, 200]
+
+        # And: the two instances act as one gateway: a read-only toggle in one's admin, a rate
+        # limit, an alert and a logout all hold on the other.
+        check_one_gateway_across_instances(base_port)
 
         # When: Ctrl-C.
         process.send_signal(signal.SIGINT)

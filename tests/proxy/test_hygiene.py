@@ -127,6 +127,29 @@ def test_connection_header_cannot_strip_identity_headers(services, upstream):
     assert len(headers["x-request-id"]) == 36
 
 
+def test_connection_cannot_strip_or_spoof_the_verified_identity(
+    make_service, make_tenant, make_user, bearer, upstream, gateway
+):
+    # Given: an authenticated member of acme and a service that requires a token.
+    make_service("orders", targets=[upstream.url], auth_required=True)
+    user = make_user("owner@acme.example", tenant=make_tenant("acme"))
+    gateway.sync()
+    authorization = bearer(user)["Authorization"].encode()
+    # When: the client names the identity headers in Connection and sends its own values.
+    extra = (
+        b"Authorization: " + authorization + b"\r\n"
+        b"Connection: X-Tenant-ID, X-User-ID, X-User-Roles\r\n"
+        b"X-Tenant-ID: other-tenant\r\nX-User-ID: 1\r\nX-User-Roles: admin\r\n"
+    )
+    assert status_of(raw_request(gateway.port, get(b"/api/v1/orders/x", extra))) == 200
+    # Then: the upstream sees the verified identity, once, not the client's.
+    received = upstream.hits()[0]
+    assert received.headers["x-tenant-id"] == "acme"
+    assert received.headers["x-user-id"] == str(user.pk)
+    assert received.headers["x-user-roles"] == "member"
+    assert [v for k, v in received.header_list if k == "x-tenant-id"] == ["acme"]
+
+
 def test_too_many_headers_are_refused(services, upstream):
     extra = b"".join(b"X-H%d: v\r\n" % i for i in range(10_000))
     response = raw_request(services.port, get(b"/api/v1/sales/x", extra))

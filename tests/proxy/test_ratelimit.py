@@ -84,6 +84,11 @@ def test_two_instances_sharing_redis_admit_exactly_the_limit(
     assert len(upstream.hits()) == 100
 
 
+def sleep_until_phase(window: float, phase: float) -> None:
+    """Sleep until the wall clock is `phase` seconds into an epoch-aligned window."""
+    time.sleep((phase - time.time() % window) % window)
+
+
 def test_no_double_burst_at_a_window_edge(start_gateway, make_service, upstream, backend):
     make_service("sales", targets=[upstream.url])
     policy(name=f"edge-{time.time_ns()}", limit=10, window_seconds=2)
@@ -91,14 +96,21 @@ def test_no_double_burst_at_a_window_edge(start_gateway, make_service, upstream,
     gateway.sync()
     url = f"{gateway.url}/api/v1/sales/x"
     with httpx.Client() as client:
-        # Fixed windows would reset at the boundary; a sliding window counts the last 2 s.
-        time.sleep(1.5)
-        first = [client.get(url).status_code for _ in range(10)]
-        time.sleep(0.7)
-        second = [client.get(url).status_code for _ in range(10)]
-    assert first.count(200) == 10
-    assert second.count(200) == 0
-    assert first.count(200) + second.count(200) <= 10
+        client.get(f"{gateway.url}/health/live")  # connect before timing the bursts
+        # Given: a full burst 0.3 s before the edge of an aligned 2 s window (where a fixed
+        # window, Redis TIME or wall clock alike, would reset its counter).
+        sleep_until_phase(2, 1.7)
+        before_edge = [client.get(url).status_code for _ in range(10)]
+        burst_ended = time.monotonic()
+        # When: a second burst 0.2 s after the edge.
+        sleep_until_phase(2, 0.2)
+        after_edge = [client.get(url).status_code for _ in range(10)]
+        # Then: the sliding window still counts the first burst; once it is 2 s old, it is not.
+        time.sleep(max(0.0, 2.1 - (time.monotonic() - burst_ended)))
+        slid = [client.get(url).status_code for _ in range(10)]
+    assert before_edge == [200] * 10
+    assert after_edge == [429] * 10
+    assert slid == [200] * 10
 
 
 def test_rejected_requests_consume_no_quota(start_gateway, make_service, upstream, backend):
