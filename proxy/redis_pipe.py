@@ -5,6 +5,7 @@ script costs Redis, and it opens one connection per concurrent request. Here eve
 in-flight call shares one connection: commands are written as they come and replies are
 matched in order (RESP2), parsed straight from the socket's buffer in an asyncio.Protocol,
 so 64 concurrent requests need one socket, no pool and no coroutine per reply element.
+Commands issued in the same event-loop turn leave in one write (one syscall, one packet).
 """
 
 from __future__ import annotations
@@ -73,9 +74,21 @@ class _RespProtocol(asyncio.Protocol):
         self.pending: deque[asyncio.Future] = deque()
         self._buffer = b""
         self._on_lost = on_lost
+        self._outbox: list[bytes] = []
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+
+    def write(self, command: bytes) -> None:
+        """Queue a command; every command queued in this loop turn is written at its end."""
+        if not self._outbox:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outbox.append(command)
+
+    def _flush(self) -> None:
+        commands, self._outbox = self._outbox, []
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(commands[0] if len(commands) == 1 else b"".join(commands))
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer + data if self._buffer else data
@@ -133,7 +146,7 @@ class RedisPipe:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         protocol.pending.append(future)
-        protocol.transport.write(command)
+        protocol.write(command)
         timer = loop.call_later(self._timeout, _expire, future)
         try:
             return await future
