@@ -1,6 +1,7 @@
 """Authentication, authorization and tenant checks in the data plane, with real tokens."""
 
 import base64
+import io
 import json
 import socket
 import time
@@ -240,6 +241,32 @@ def test_lapsed_subscription_is_402_and_past_due_within_grace_passes(
         assert response.status_code == expected, tenant
         if expected == 402:
             assert response.json()["code"] == "SUBSCRIPTION_INACTIVE"
+
+
+def test_the_demo_lapsed_bakery_is_402_and_the_active_one_is_forwarded(upstream, gateway):
+    from django.core.management import call_command
+
+    from fixtures.demo_data import DEMO_PASSWORD
+    from registry.models import Target
+
+    # Given: the demo data of `make run`, its sales targets pointed at the test upstream.
+    call_command("load_demo", stdout=io.StringIO())
+    Target.objects.filter(service__slug="sales").update(url=upstream.url)
+    gateway.sync()
+    statuses = {}
+    for owner in ("owner@bakery-lapsed.example", "owner@bakery-madrid.example"):
+        login = httpx.post(
+            f"{gateway.url}/api/v1/auth/login", json={"email": owner, "password": DEMO_PASSWORD}
+        )
+        assert login.status_code == 200, login.text
+        headers = {"Authorization": f"Bearer {login.json()['access']}"}
+        # When: each owner reads through the gateway.
+        response = httpx.get(f"{gateway.url}/api/v1/sales/echo", headers=headers)
+        statuses[owner] = (response.status_code, response.json().get("code"))
+    # Then: the canceled tenant past its grace is refused; nothing of it reached the upstream.
+    assert statuses["owner@bakery-lapsed.example"] == (402, "SUBSCRIPTION_INACTIVE")
+    assert statuses["owner@bakery-madrid.example"][0] == 200
+    assert [hit.headers["x-tenant-id"] for hit in upstream.hits("/echo")] == ["bakery-madrid"]
 
 
 def test_demo_token_goes_to_demo_targets_with_demo_headers(
