@@ -44,12 +44,27 @@ def test_webhook_is_signed_and_the_signature_verifies(transactional_db, tenant, 
     assert (delivery.status, delivery.attempts) == ("delivered", 1)
 
 
-def test_failing_webhook_is_retried_then_dead_lettered(transactional_db, tenant, receiver):
+def test_failing_webhook_is_retried_then_dead_lettered(transactional_db, tenant, receiver, monkeypatch):
+    from alerts.tasks import deliver_notification_task
+
+    # Eager mode runs a retry at once; record the countdown each retry was scheduled with.
+    countdowns = []
+    schedule = deliver_notification_task.apply_async
+
+    def recording_schedule(args=None, kwargs=None, countdown=None, **options):
+        countdowns.append(countdown)
+        return schedule(args, kwargs, countdown=countdown, **options)
+
+    monkeypatch.setattr(deliver_notification_task, "apply_async", recording_schedule)
     NotificationRule.objects.create(
         tenant=tenant, channel="webhook", destination=f"{receiver.url}/status/500"
     )
     raise_alert(tenant)
     assert len(receiver.hits("/status/500")) == MAX_ATTEMPTS
+    # The first try is sent at once (no countdown); each retry waits twice as long as the last.
+    retries = [c for c in countdowns if c is not None]
+    assert retries == [retry_delay(attempt) for attempt in range(1, MAX_ATTEMPTS)]
+    assert retries == sorted(retries) and len(set(retries)) == len(retries)
     delivery = NotificationDelivery.objects.get()
     assert delivery.status == "dead"
     assert delivery.attempts == MAX_ATTEMPTS

@@ -83,6 +83,48 @@ def test_purge_reaches_the_instance_through_the_snapshot(cached, gateway, upstre
         time.sleep(0.02)
 
 
+@pytest.mark.redis
+def test_a_purge_through_one_instances_api_empties_the_cache_of_every_instance(
+    redis_url, make_service, make_tenant, upstream, transactional_db
+):
+    from tenancy.models import User
+    from tenancy.tokens import tokens_for_user
+    from tests.live import GatewayProcess
+
+    make_tenant("tenant-a")
+    service = make_service("sales", targets=[upstream.url], auth_required=True, cache_ttl=60)
+    staff = User.objects.create_user("purger", password="pw-123456789", is_staff=True, role="admin")
+    first, second = GatewayProcess().start(), GatewayProcess().start()
+    try:
+        # Given: a response cached in the shared (Redis) cache, served as a HIT by both (behind
+        # one load balancer, so one Host: the cache is keyed by the full URL).
+        client_headers = {**auth_for("tenant-a"), "Host": "api.gateway.example"}
+        url = "/api/v1/sales/catalog"
+        httpx.get(f"{first.url}{url}", headers=client_headers)
+        assert [
+            httpx.get(f"{g.url}{url}", headers=client_headers).headers["x-cache"] for g in (first, second)
+        ] == [
+            "HIT",
+            "HIT",
+        ]
+        # When: staff purge the service through the first instance's management API.
+        purge = httpx.post(
+            f"{first.url}/api/manage/services/{service.pk}/purge-cache/",
+            headers={"Authorization": f"Bearer {tokens_for_user(staff)['access']}"},
+        )
+        assert purge.status_code in (200, 202, 204), purge.text
+        # Then: within 1 s the second instance misses too, and the upstream is asked again.
+        hits_before = len(upstream.hits("/catalog"))
+        deadline = time.monotonic() + 1
+        while httpx.get(f"{second.url}{url}", headers=client_headers).headers["x-cache"] != "MISS":
+            assert time.monotonic() < deadline, "the other instance still serves the purged entry after 1 s"
+            time.sleep(0.02)
+        assert len(upstream.hits("/catalog")) == hits_before + 1
+    finally:
+        first.stop()
+        second.stop()
+
+
 # --- versioning -------------------------------------------------------------------------------
 
 

@@ -78,7 +78,11 @@ def test_the_sweep_runs_on_a_real_celery_worker(
 ):
     from celery import Celery
 
-    make_service("sales", targets=[upstream.url])
+    from registry.models import Target
+    from tests.live import free_port
+
+    stopped = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    make_service("sales", targets=[upstream.url, stopped])
     broker = redis_url.rsplit("/", 1)[0] + "/14"
     env = dict(
         os.environ,
@@ -105,14 +109,17 @@ def test_the_sweep_runs_on_a_real_celery_worker(
     )
     try:
         monkeypatch.setenv("CELERY_BROKER_URL", broker)  # Celery prefers the variable to broker=
-        sender = Celery(broker=broker)
+        sender = Celery(broker=broker, set_as_current=False)  # keep the eager app current
         sender.send_task("registry.tasks.health_sweep_task")
         deadline = time.monotonic() + 30
-        while not TargetHealthCheck.objects.exists():
+        while TargetHealthCheck.objects.count() < 2:
             assert time.monotonic() < deadline, "the worker never ran the sweep"
             assert worker.poll() is None, "the worker died"
             time.sleep(0.2)
-        assert TargetHealthCheck.objects.get().ok is True
+        # Then: the live target passed, the stopped one failed and is marked unhealthy.
+        results = {check.target.url: check.ok for check in TargetHealthCheck.objects.all()}
+        assert results == {upstream.url: True, stopped: False}
+        assert {t.url: t.healthy for t in Target.objects.all()} == {upstream.url: True, stopped: False}
     finally:
         worker.terminate()
         worker.wait(15)
@@ -173,3 +180,22 @@ def test_ready_is_503_when_redis_is_configured_but_down(db, settings, client):
     assert response.status_code == 503
     assert response.json()["redis"] == "unavailable"
     assert client.get("/health/live").status_code == 200
+
+
+def test_startup_probe_fails_until_the_first_snapshot_is_loaded(client, monkeypatch, db):
+    import types
+
+    from proxy import runtime as runtime_module
+    from proxy.snapshot import Snapshot
+
+    # Given: a data plane that has not compiled its first snapshot yet.
+    starting = types.SimpleNamespace(snapshot=Snapshot(version=-1))
+    monkeypatch.setattr(runtime_module, "_active", starting)
+    # Then: Kubernetes sees a failing startup probe (any status outside 200-399).
+    response = client.get("/health/startup")
+    assert (response.status_code, response.json()) == (503, {"status": "starting"})
+    assert "no-cache" in response["Cache-Control"]
+    # When: the snapshot is loaded, the probe passes.
+    starting.snapshot = Snapshot(version=1, loaded=True)
+    response = client.get("/health/startup")
+    assert (response.status_code, response.json()) == (200, {"status": "started"})
