@@ -116,6 +116,10 @@ class RecordingUpstream:
     requests: list[Received] = field(default_factory=list)
     port: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Streaming probes: set when an upload's first bytes arrive; `/bytes?hold=1` sends its
+    # first chunk, then waits (up to 5 s) for a test to set `release_response`.
+    upload_started: threading.Event = field(default_factory=threading.Event)
+    release_response: threading.Event = field(default_factory=threading.Event)
 
     @property
     def url(self) -> str:
@@ -248,6 +252,7 @@ class RecordingUpstream:
         digest = hashlib.sha256()
         total = 0
         async for chunk in request.content.iter_any():
+            self.upload_started.set()
             digest.update(chunk)
             total += len(chunk)
         with self._lock:
@@ -293,6 +298,11 @@ class RecordingUpstream:
             size = min(chunk, total - sent)
             await response.write(b"x" * size)
             sent += size
+            if sent == size and request.query.get("hold"):
+                for _ in range(250):
+                    if self.release_response.is_set():
+                        break
+                    await asyncio.sleep(0.02)
         await response.write_eof()
         return response
 

@@ -29,6 +29,47 @@ def test_large_request_body_is_streamed_to_the_upstream(gateway, make_service, u
     }
 
 
+def test_request_body_reaches_the_upstream_before_the_client_has_sent_it_all(gateway, make_service, upstream):
+    make_service("sales", targets=[upstream.url])
+    gateway.sync()
+    half = os.urandom(4 * 1024 * 1024)
+    seen_while_sending = []
+
+    def chunks():
+        yield half
+        # The second half waits until the upstream has bytes: a buffering proxy would wait
+        # for all of them first, and the upstream would see nothing within 5 s.
+        seen_while_sending.append(upstream.upload_started.wait(5))
+        yield half
+
+    response = httpx.post(f"{gateway.url}/api/v1/sales/upload", content=chunks(), timeout=30)
+    assert response.status_code == 200
+    assert response.json()["received_bytes"] == 2 * len(half)
+    assert seen_while_sending == [True]
+
+
+def test_response_body_reaches_the_client_before_the_upstream_has_sent_it_all(
+    gateway, make_service, upstream
+):
+    make_service("sales", targets=[upstream.url])
+    gateway.sync()
+    size = 4 * 1024 * 1024
+    started = time.monotonic()
+    received = 0
+    first_bytes_after = None
+    with httpx.stream("GET", f"{gateway.url}/api/v1/sales/bytes?n={size}&hold=1", timeout=30) as response:
+        assert response.status_code == 200
+        for chunk in response.iter_raw():
+            if first_bytes_after is None:
+                first_bytes_after = time.monotonic() - started
+                upstream.release_response.set()  # only now does the upstream send the rest
+            received += len(chunk)
+    assert received == size
+    # The upstream holds the rest for 5 s unless released: the first chunk came before that.
+    assert first_bytes_after < 2, first_bytes_after
+    assert time.monotonic() - started < 4
+
+
 def test_large_response_body_is_streamed_to_the_client(gateway, make_service, upstream):
     make_service("sales", targets=[upstream.url])
     gateway.sync()
