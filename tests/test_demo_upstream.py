@@ -17,6 +17,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from fixtures.demo_ports import demo_port_map
 
@@ -266,3 +267,36 @@ def test_fake_whatsapp_records_messages(upstream, client):
     refused = client.post(f"{fakes}/whatsapp/v17.0/1098765/messages", json={"to": "+34600111222"})
     assert refused.status_code == 400
     assert refused.json()["error"]["type"] == "OAuthException"
+
+
+def test_the_demo_training_websocket_through_the_gateway(upstream, transactional_db):
+    import io
+
+    from django.core.management import call_command
+    from websockets.sync.client import connect
+
+    from registry.models import Target
+    from tenancy.models import User
+    from tenancy.tokens import tokens_for_user
+    from tests.live import GatewayServer
+
+    # Given: the demo data, its training target pointed at this test's demo upstream.
+    call_command("load_demo", stdout=io.StringIO())
+    Target.objects.filter(service__slug="training").update(url=upstream["training"])
+    owner = User.objects.get(email="owner@bakery-madrid.example")
+    bearer = {"Authorization": f"Bearer {tokens_for_user(owner)['access']}"}
+    with GatewayServer() as gateway:
+        gateway.sync()
+        url = gateway.url.replace("http://", "ws://") + "/api/v1/training/ws"
+        # When: a client talks to the training service through the gateway.
+        with connect(url, additional_headers=bearer) as ws:
+            ws.send("hola")
+            text = ws.recv(timeout=5)
+            ws.send(b"\x00\xff")
+            binary = ws.recv(timeout=5)
+            ws.send("close:4000")
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=5)
+    # Then: frames come back as sent, and the service's close code reaches the client.
+    assert (text, binary) == ("hola", b"\x00\xff")
+    assert closed.value.rcvd.code == 4000
