@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fixtures.demo_data import ADMIN_PASSWORD, DEMO_PASSWORD
 from fixtures.demo_ports import demo_port_map
 from gateway_project import devrun
 from tests.test_demo_upstream import free_port_block
@@ -99,6 +100,42 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+def check_what_make_run_serves(gateway: str) -> None:
+    """The first things a user opens: the admin as the demo staff user, the browsable
+    management API (and its refusals), Swagger UI, and a proxied call with a demo login."""
+    with httpx.Client(base_url=gateway, timeout=10, trust_env=False) as staff:
+        staff.get("/admin/login/")
+        form = {
+            "username": "admin",
+            "password": ADMIN_PASSWORD,
+            "csrfmiddlewaretoken": staff.cookies["csrftoken"],
+            "next": "/admin/",
+        }
+        assert staff.post("/admin/login/", data=form, headers={"Origin": gateway}).status_code == 302
+        admin_index = staff.get("/admin/")
+        assert admin_index.status_code == 200 and "Registry, tenants and alerts" in admin_index.text
+        browsable = staff.get("/api/manage/services/", headers={"Accept": "text/html"})
+        assert browsable.status_code == 200
+        assert browsable.headers["content-type"].startswith("text/html")
+        assert "/api/v1/sales" in browsable.text
+    anonymous = httpx.get(f"{gateway}/api/manage/services/", trust_env=False)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["content-type"] == "application/problem+json"
+    login = httpx.post(
+        f"{gateway}/api/v1/auth/login",
+        json={"email": "owner@bakery-madrid.example", "password": DEMO_PASSWORD},
+        trust_env=False,
+    )
+    assert login.status_code == 200, login.text
+    member = {"Authorization": f"Bearer {login.json()['access']}"}
+    refused = httpx.get(f"{gateway}/api/manage/services/", headers=member, trust_env=False)
+    assert (refused.status_code, refused.headers["content-type"]) == (403, "application/problem+json")
+    docs = httpx.get(f"{gateway}/api/docs/", trust_env=False)
+    assert docs.status_code == 200 and "swagger-ui" in docs.text
+    echo = httpx.get(f"{gateway}/api/v1/sales/echo", headers=member, trust_env=False)
+    assert echo.status_code == 200 and echo.json()["headers"]["x-tenant-id"] == "bakery-madrid"
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_make_run_starts_everything_and_ctrl_c_stops_every_child(tmp_path):
@@ -134,6 +171,7 @@ def test_make_run_starts_everything_and_ctrl_c_stops_every_child(tmp_path):
         with httpx.Client(timeout=10, trust_env=False) as client:
             assert client.get(f"{gateway}/admin/login/").status_code == 200
             assert client.get(f"http://127.0.0.1:{upstream_base + 1}/health").status_code == 200
+        check_what_make_run_serves(gateway)
         for expected in (
             "admin / admin-demo",
             "owner@bakery-madrid.example / bakery-demo",
