@@ -275,6 +275,12 @@ GEOCODE_USER_AGENT = env_str("GEOCODE_USER_AGENT", "")  # "": proxy.geocode's de
 # (through the gateway.access logger and its handlers, slower).
 ACCESS_LOG = env_str("ACCESS_LOG", "stdout")
 
+# OpenTelemetry: one span per proxied request, exported over OTLP/HTTP to this collector
+# (e.g. http://127.0.0.1:4318) when set; needs the `otel` extra.
+OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "gateway")
+OTEL_SCHEDULE_DELAY_MS = int(env_str("OTEL_SCHEDULE_DELAY_MS", "1000"))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

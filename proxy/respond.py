@@ -1,5 +1,6 @@
 """The response side of the pipeline: the gateway's own headers, problem documents, and the
-one access-log line and metrics observation per request (SPEC section 4 step 11, section 10).
+one access-log line, metrics observation and (when configured) trace span per request
+(SPEC section 4 step 11, section 10).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ _PROBLEM_CONTENT_TYPE = (b"content-type", b"application/problem+json")
 
 
 class Responder:
-    def __init__(self, metrics, traffic, access_log) -> None:
+    def __init__(self, metrics, traffic, access_log, span_exporter=None) -> None:
         self.metrics = metrics
         self.traffic = traffic
         self.access_log = access_log
+        self.span_exporter = span_exporter  # None unless OpenTelemetry export is configured
 
     async def start(self, exchange: Exchange, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         """Send the status line and headers with the gateway's own headers added."""
@@ -87,6 +89,8 @@ class Responder:
             exchange.bytes_out,
         )
         self.traffic.record(service, exchange.status, duration)
+        if self.span_exporter is not None:
+            self.span_exporter.record(exchange, duration)
         if not self.access_log.enabled:
             return
         identity = exchange.identity

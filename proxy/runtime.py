@@ -25,6 +25,7 @@ from proxy.idp import ExternalTokenVerifier
 from proxy.metrics import metrics
 from proxy.respond import Responder
 from proxy.snapshot import Snapshot
+from proxy.tracing import span_exporter_from_settings
 from proxy.traffic import TrafficRecorder
 from proxy.watcher import ControlPlaneWatcher
 
@@ -68,7 +69,8 @@ class Runtime:
         self.balancer = Balancer(self.breakers, metrics)
         self.traffic = TrafficRecorder()
         self.access_log = AccessLog(settings.ACCESS_LOG)
-        self.respond = Responder(metrics, self.traffic, self.access_log)
+        self.span_exporter = span_exporter_from_settings()
+        self.respond = Responder(metrics, self.traffic, self.access_log, self.span_exporter)
         self.cors = CorsPolicy(settings.CORS_ORIGINS)
         self.client_ips = ClientAddressResolver(settings.TRUSTED_PROXIES)
         self.token_verifier = TokenVerifier(
@@ -163,6 +165,8 @@ class Runtime:
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.watcher.stop()
         self.access_log.close()
+        if self.span_exporter is not None:
+            await asyncio.to_thread(self.span_exporter.close)  # flushes what is still batched
         if self.upstream is not None:
             await self.upstream.close()
         for client in (self.redis, self._pubsub_redis):

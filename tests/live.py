@@ -7,6 +7,7 @@ stops by itself at teardown.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -403,3 +404,23 @@ class GatewayProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(5)
+
+
+@contextlib.contextmanager
+def demo_admin_session(base_url: str):
+    """An httpx client logged in to the Django admin as the demo staff user (`admin`)."""
+    import httpx
+
+    from fixtures.demo_data import ADMIN_PASSWORD
+
+    with httpx.Client(base_url=base_url, timeout=10, trust_env=False) as client:
+        client.get("/admin/login/")
+        form = {
+            "username": "admin",
+            "password": ADMIN_PASSWORD,
+            "csrfmiddlewaretoken": client.cookies["csrftoken"],
+            "next": "/admin/",
+        }
+        login = client.post("/admin/login/", data=form, headers={"Origin": base_url})
+        assert login.status_code == 302 and login.headers["location"] == "/admin/", login.text[:500]
+        yield client

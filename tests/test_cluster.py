@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import socket
@@ -21,6 +20,7 @@ from fixtures.demo_data import ADMIN_PASSWORD, DEMO_PASSWORD
 from fixtures.demo_ports import demo_port_map
 from gateway_project import cluster
 from tests.conftest import require
+from tests.live import demo_admin_session
 from tests.test_demo_upstream import free_port_block
 from tests.test_devrun import (
     INHERITED_TEST_SETTINGS,
@@ -110,16 +110,7 @@ def fresh_get(url: str, **kwargs) -> httpx.Response:
 
 def admin_pages_through(front: str) -> list[int]:
     """Log in to the admin through the front, then fetch /admin/ twice on fresh connections."""
-    with httpx.Client(base_url=front, timeout=10, trust_env=False) as client:
-        client.get("/admin/login/")
-        form = {
-            "username": "admin",
-            "password": ADMIN_PASSWORD,
-            "csrfmiddlewaretoken": client.cookies["csrftoken"],
-            "next": "/admin/",
-        }
-        login = client.post("/admin/login/", data=form, headers={"Origin": front})
-        assert login.status_code == 302 and login.headers["location"] == "/admin/", login.text
+    with demo_admin_session(front) as client:
         cookies = dict(client.cookies)
     return [fresh_get(f"{front}/admin/", cookies=cookies).status_code for _ in range(2)]
 
@@ -149,22 +140,6 @@ def login(instance: str, username: str, password: str) -> dict[str, str]:
     )
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access']}"}
-
-
-@contextlib.contextmanager
-def admin_session(instance: str):
-    """A staff session in the Django admin of one instance."""
-    with httpx.Client(base_url=instance, timeout=10, trust_env=False) as client:
-        client.get("/admin/login/")
-        form = {
-            "username": "admin",
-            "password": ADMIN_PASSWORD,
-            "csrfmiddlewaretoken": client.cookies["csrftoken"],
-            "next": "/admin/",
-        }
-        login = client.post("/admin/login/", data=form, headers={"Origin": instance})
-        assert login.status_code == 302, login.text[:500]
-        yield client
 
 
 def toggle_read_only_in_the_admin(admin: httpx.Client, tenant_id: int, reason: str = "") -> None:
@@ -199,7 +174,7 @@ def check_read_only_toggle_crosses_instances(first: str, second: str, owner: dic
 
     assert write_status(1).status_code == 200
     madrid = tenant_id(first, staff, "bakery-madrid")
-    with admin_session(first) as admin:
+    with demo_admin_session(first) as admin:
         toggle_read_only_in_the_admin(admin, madrid, READ_ONLY_REASON)
         until(
             lambda: write_status(2).status_code == 403,

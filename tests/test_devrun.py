@@ -14,9 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fixtures.demo_data import ADMIN_PASSWORD, DEMO_PASSWORD
+from fixtures.demo_data import DEMO_PASSWORD
 from fixtures.demo_ports import demo_port_map
 from gateway_project import devrun
+from tests.live import demo_admin_session
 from tests.test_demo_upstream import free_port_block
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -103,15 +104,7 @@ def port_is_free(port: int) -> bool:
 def check_what_make_run_serves(gateway: str) -> None:
     """The first things a user opens: the admin as the demo staff user, the browsable
     management API (and its refusals), Swagger UI, and a proxied call with a demo login."""
-    with httpx.Client(base_url=gateway, timeout=10, trust_env=False) as staff:
-        staff.get("/admin/login/")
-        form = {
-            "username": "admin",
-            "password": ADMIN_PASSWORD,
-            "csrfmiddlewaretoken": staff.cookies["csrftoken"],
-            "next": "/admin/",
-        }
-        assert staff.post("/admin/login/", data=form, headers={"Origin": gateway}).status_code == 302
+    with demo_admin_session(gateway) as staff:
         admin_index = staff.get("/admin/")
         assert admin_index.status_code == 200 and "Registry, tenants and alerts" in admin_index.text
         browsable = staff.get("/api/manage/services/", headers={"Accept": "text/html"})
