@@ -37,14 +37,13 @@ def run_wrk(url: str, connections: int, seconds: float, headers: dict[str, str] 
     ]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
-    for attempt in range(_ATTEMPTS):
+    for _ in range(_ATTEMPTS):
         output = subprocess.run(command + [url], capture_output=True, text=True, check=True).stdout
         try:
             return _parse(output)
         except (AttributeError, KeyError, ValueError) as exc:
-            if attempt == _ATTEMPTS - 1:
-                raise RuntimeError(f"unreadable wrk output for {url} ({exc!r}):\n{output}") from exc
-    raise AssertionError("unreachable")
+            error = exc
+    raise RuntimeError(f"unreadable wrk output for {url} ({error!r}):\n{output}") from error
 
 
 def _parse(output: str) -> dict:

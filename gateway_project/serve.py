@@ -18,6 +18,8 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import multiprocess
 
+from proxy.write_coalescing import CoalescingTransport
+
 __all__ = ["GatewayServer", "main"]
 
 APP = "gateway_project.asgi:application"
@@ -27,57 +29,6 @@ _REQUEST_TIMEOUT_RESPONSE = (
     b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 25\r\n"
     b"Connection: close\r\n\r\nRequest headers too slow."
 )
-
-
-class CoalescingTransport:
-    """A transport whose writes in one event-loop turn leave in one send.
-
-    uvicorn writes a response's status line and headers, then its body, as two writes:
-    two send() syscalls and two TCP segments for every small response. Joining them at the
-    end of the loop turn halves both (SSE events written together are joined the same way).
-    """
-
-    __slots__ = ("_transport", "_loop", "_pending")
-
-    def __init__(self, transport, loop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._pending: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        if not self._pending:
-            self._loop.call_soon(self.flush)
-        self._pending.append(data)
-
-    def flush(self) -> None:
-        if not self._pending:
-            return
-        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-        self._pending.clear()
-        if not self._transport.is_closing():
-            self._transport.write(data)
-
-    def writelines(self, chunks) -> None:
-        for chunk in chunks:
-            self.write(chunk)
-
-    def write_eof(self) -> None:
-        self.flush()
-        self._transport.write_eof()
-
-    def close(self) -> None:
-        self.flush()
-        self._transport.close()
-
-    def abort(self) -> None:
-        self._pending.clear()
-        self._transport.abort()
-
-    def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() + sum(map(len, self._pending))
-
-    def __getattr__(self, name):
-        return getattr(self._transport, name)
 
 
 class GatewayHttpProtocol(HttpToolsProtocol):

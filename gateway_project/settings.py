@@ -279,7 +279,7 @@ ACCESS_LOG = env_str("ACCESS_LOG", "stdout")
 # (e.g. http://127.0.0.1:4318) when set; needs the `otel` extra.
 OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT", "")
 OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "gateway")
-OTEL_SCHEDULE_DELAY_MS = int(env_str("OTEL_SCHEDULE_DELAY_MS", "1000"))
+OTEL_SCHEDULE_DELAY_MS = env_int("OTEL_SCHEDULE_DELAY_MS", 1000)
 
 LOGGING = {
     "version": 1,

@@ -16,6 +16,8 @@ import ssl
 from collections import deque
 from urllib.parse import unquote, urlsplit
 
+from proxy.write_coalescing import CoalescingTransport
+
 __all__ = ["RedisPipe", "RedisReplyError", "script_sha"]
 
 _INCOMPLETE = object()
@@ -74,21 +76,9 @@ class _RespProtocol(asyncio.Protocol):
         self.pending: deque[asyncio.Future] = deque()
         self._buffer = b""
         self._on_lost = on_lost
-        self._outbox: list[bytes] = []
 
     def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def write(self, command: bytes) -> None:
-        """Queue a command; every command queued in this loop turn is written at its end."""
-        if not self._outbox:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._outbox.append(command)
-
-    def _flush(self) -> None:
-        commands, self._outbox = self._outbox, []
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(commands[0] if len(commands) == 1 else b"".join(commands))
+        self.transport = CoalescingTransport(transport, asyncio.get_running_loop())
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer + data if self._buffer else data
@@ -146,7 +136,7 @@ class RedisPipe:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         protocol.pending.append(future)
-        protocol.write(command)
+        protocol.transport.write(command)
         timer = loop.call_later(self._timeout, _expire, future)
         try:
             return await future

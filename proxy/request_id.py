@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 
-__all__ = ["accept_request_id", "continue_traceparent", "new_request_id"]
+__all__ = ["accept_request_id", "continue_traceparent", "new_request_id", "parse_traceparent"]
 
 _REQUEST_ID_RE = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
 # version 00, 32-hex trace id, 16-hex parent id, 2-hex flags (W3C Trace Context, section 3.2).
@@ -42,3 +42,11 @@ def continue_traceparent(raw: bytes | None) -> bytes:
         if match and match.group(1) != _ZERO_TRACE and match.group(2) != _ZERO_SPAN:
             return b"00-" + match.group(1) + b"-" + span + b"-" + match.group(3)
     return b"00-%032x-" % (_random.getrandbits(128) or 1) + span + b"-01"
+
+
+def parse_traceparent(raw: bytes | None) -> tuple[int, int, int] | None:
+    """(trace id, parent id, flags) of a well-formed traceparent with non-zero ids, else None."""
+    match = _TRACEPARENT_RE.match(raw.strip()) if raw else None
+    if match is None or match.group(1) == _ZERO_TRACE or match.group(2) == _ZERO_SPAN:
+        return None
+    return int(match.group(1), 16), int(match.group(2), 16), int(match.group(3), 16)

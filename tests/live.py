@@ -424,3 +424,15 @@ def demo_admin_session(base_url: str):
         login = client.post("/admin/login/", data=form, headers={"Origin": base_url})
         assert login.status_code == 302 and login.headers["location"] == "/admin/", login.text[:500]
         yield client
+
+
+def wait_until(condition, timeout: float, interval: float = 0.05, message: str = "condition"):
+    """Poll `condition()` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,7 +19,7 @@ from fixtures.demo_data import ADMIN_PASSWORD, DEMO_PASSWORD
 from fixtures.demo_ports import demo_port_map
 from gateway_project import cluster
 from tests.conftest import require
-from tests.live import demo_admin_session
+from tests.live import demo_admin_session, wait_until
 from tests.test_demo_upstream import free_port_block
 from tests.test_devrun import (
     INHERITED_TEST_SETTINGS,
@@ -123,15 +122,6 @@ CLUSTER_ATTEMPTS = 30
 READ_ONLY_REASON = "Cluster test: invoice overdue"
 
 
-def until(condition, seconds: float, message: str):
-    """Poll `condition` until it returns a truthy value; fail after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while not (result := condition()):
-        assert time.monotonic() < deadline, message
-        time.sleep(0.02)
-    return result
-
-
 def login(instance: str, username: str, password: str) -> dict[str, str]:
     response = httpx.post(
         f"{instance}/api/v1/auth/login",
@@ -176,19 +166,19 @@ def check_read_only_toggle_crosses_instances(first: str, second: str, owner: dic
     madrid = tenant_id(first, staff, "bakery-madrid")
     with demo_admin_session(first) as admin:
         toggle_read_only_in_the_admin(admin, madrid, READ_ONLY_REASON)
-        until(
+        wait_until(
             lambda: write_status(2).status_code == 403,
             PROPAGATION_SECONDS,
-            "the other instance still accepts writes 1 s after the admin toggle",
+            message="writes to be refused on the other instance after the admin toggle",
         )
         refused = write_status(3).json()
         assert (refused["code"], refused["detail"]) == ("TENANT_READ_ONLY", READ_ONLY_REASON)
         assert httpx.get(write, headers=owner, trust_env=False).status_code == 200  # reads pass
         toggle_read_only_in_the_admin(admin, madrid)
-    until(
+    wait_until(
         lambda: write_status(4).status_code == 200,
         PROPAGATION_SECONDS,
-        "writes still refused on the other instance 1 s after read-only was lifted",
+        message="writes to pass again on the other instance after read-only was lifted",
     )
 
 
@@ -217,10 +207,10 @@ def check_rate_limit_is_exact_across_instances(first: str, second: str, owner: d
     # Probed with another tenant's token, so the probes spend none of bakery-madrid's quota.
     sevilla = login(first, "owner@bakery-sevilla.example", DEMO_PASSWORD)
     for instance in (first, second):
-        until(
+        wait_until(
             lambda instance=instance: "cluster-test" in policies_applied(instance, url, sevilla),
             PROPAGATION_SECONDS,
-            f"the new policy is not applied on {instance} after 1 s",
+            message=f"the new policy to apply on {instance}",
         )
     statuses = [
         httpx.get(f"{(first, second)[i % 2]}{url}", headers=owner, trust_env=False).status_code
@@ -257,10 +247,10 @@ def check_logout_crosses_instances(first: str, second: str) -> None:
     read = f"{second}/api/v1/sales/echo"
     assert httpx.get(read, headers=viewer, trust_env=False).status_code == 200
     assert httpx.post(f"{first}/api/v1/auth/logout", headers=viewer, trust_env=False).status_code == 204
-    until(
+    wait_until(
         lambda: httpx.get(read, headers=viewer, trust_env=False).status_code == 401,
         PROPAGATION_SECONDS,
-        "the other instance still accepts the token 1 s after logout",
+        message="the token to be rejected on the other instance after logout",
     )
 
 

@@ -22,7 +22,7 @@ import pytest
 
 from tests.alerts.conftest import sse, tenant_user  # noqa: F401  (fixtures reused here)
 from tests.conftest import require
-from tests.live import GatewayProcess, free_port
+from tests.live import GatewayProcess, free_port, wait_until  # noqa: F401  (re-exported)
 from tests.proxy.conftest import (  # noqa: F401  (fixtures reused here)
     bearer,
     gateway,
@@ -222,18 +222,6 @@ def gateway_processes(transactional_db):
     yield start
     for process in started:
         process.stop()
-
-
-def wait_until(condition, timeout: float, interval: float = 0.05, message: str = "condition"):
-    """Poll `condition()` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
-        time.sleep(interval)
 
 
 # --- steady load ------------------------------------------------------------------------

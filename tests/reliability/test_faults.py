@@ -14,8 +14,7 @@ import httpx
 
 from proxy.breaker import BreakerState
 from tests.alerts.conftest import SseReader
-from tests.live import RecordingUpstream
-from tests.reliability.conftest import wait_until
+from tests.live import RecordingUpstream, wait_until
 
 STREAM = "/api/v1/alerts/stream"
 FAST_FAILURE_SECONDS = 1.0

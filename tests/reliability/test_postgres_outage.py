@@ -15,8 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.live import GatewayProcess
-from tests.reliability.conftest import wait_until
+from tests.live import GatewayProcess, wait_until
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 ADMIN_PASSWORD = "outage-admin-pass-123"

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.alerts.conftest import SseReader, publish
-from tests.reliability.conftest import wait_until
+from tests.live import wait_until
 
 STREAM = "/api/v1/alerts/stream"
 GRACEFUL_TIMEOUT_SECONDS = 3  # what GatewayProcess passes to --graceful-timeout
