@@ -8,7 +8,8 @@ import time
 import httpx
 import pytest
 
-from tests.live import GatewayProcess
+from proxy.runtime import METRICS_FLUSH_SECONDS
+from tests.live import GatewayProcess, wait_until
 
 
 def sample(text: str, name: str, **labels) -> float:
@@ -110,11 +111,23 @@ def test_two_worker_processes_aggregate(transactional_db, make_service, upstream
             for _ in range(40):  # fresh connections spread over both workers
                 assert httpx.get(f"{gateway.url}/api/v1/sales/x").status_code == 200
             pids = {httpx.get(f"{gateway.url}/api/v1/status").json()["instance"] for _ in range(20)}
-            text = client.get(f"{gateway.url}/metrics").text
+
+            # The scraped worker flushes its own counts on scrape; the other worker's reach the
+            # shared files within METRICS_FLUSH_SECONDS, so a scrape may lag by that much.
+            def all_counted():
+                text = client.get(f"{gateway.url}/metrics").text
+                total = sample(text, "gateway_requests_total", service="sales", status_code="200")
+                return total if total >= 40 else None
+
+            total = wait_until(
+                all_counted,
+                timeout=3 * METRICS_FLUSH_SECONDS,
+                message="both workers' request counts in /metrics",
+            )
     finally:
         gateway.stop()
     assert len(pids) == 2, "both workers should have served requests"
-    assert sample(text, "gateway_requests_total", service="sales", status_code="200") == 40
+    assert total == 40
 
 
 @pytest.fixture
