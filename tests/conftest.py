@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 import pytest
 
 IN_CI = bool(os.environ.get("CI"))
 CHROMIUM = "/usr/bin/chromium"
+QUIET_DATABASE_SECONDS = 5
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -55,6 +57,34 @@ def _fresh_cache():
     clear()
     yield
     clear()
+
+
+@pytest.fixture(autouse=True)
+def _database_quiet_before_flush(request):
+    """Before a transactional test's tables are truncated, wait (bounded) until no other
+    session is mid-query on the test database: a gateway thread or process of the test that
+    was just stopped may still be finishing a snapshot read, and PostgreSQL would answer the
+    TRUNCATE with a deadlock that spoils the next test's data.
+    """
+    if "transactional_db" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("transactional_db")  # so this teardown runs before the flush
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    deadline = time.monotonic() + QUIET_DATABASE_SECONDS
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND state IS NOT NULL AND state <> 'idle'"
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")
