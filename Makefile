@@ -19,11 +19,11 @@ install: $(INSTALLED)
 
 ## Run the whole gateway on this machine with embedded defaults (Ctrl-C stops everything).
 run: $(INSTALLED)
-	DEBUG=$${DEBUG:-1} $(BIN)/python -m gateway_project.devrun
+	DEBUG=$${DEBUG:-1} $(BIN)/python -m gateway_project.dev.devrun
 
 ## Install the dev dependencies and run the whole suite (REDIS_URL / DATABASE_URL for real servers).
 test: $(INSTALLED)
-	@$(BIN)/python -m gateway_project.browser_check
+	@$(BIN)/python -m gateway_project.dev.browser_check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## Side-by-side benchmark (SPEC section 13); `make bench-quick` for a 2-minute run.
@@ -35,15 +35,17 @@ bench-quick: $(INSTALLED)
 
 ## Two gateway instances, a worker, beat and a round-robin front on :8080 (needs Redis + PostgreSQL).
 cluster: $(INSTALLED)
-	$(BIN)/python -m gateway_project.cluster
+	$(BIN)/python -m gateway_project.dev.cluster
 
 ## The full 5-minute soak (CI runs a 60-second form inside `make test`).
 soak: $(INSTALLED)
 	SOAK_SECONDS=$${SOAK_SECONDS:-300} $(BIN)/python -m pytest tests/reliability/test_soak.py -q
 
+## Ruff, then the layer contracts of SPEC section 17 (pyproject.toml [tool.importlinter]).
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(INSTALLED)
 	$(BIN)/ruff format .

@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.utils.text import Truncator
 
 from alerts.models import Alert, NotificationDelivery, NotificationRule
-from registry.admin import ReadOnlyAdminMixin
+from gateway_project.web.admin import ReadOnlyAdminMixin
 
 MESSAGE_PREVIEW_CHARS = 80
 

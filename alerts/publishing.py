@@ -16,7 +16,7 @@ from django.db import transaction
 from alerts.hub import alert_channel, dispatch_in_process
 from alerts.log import trim
 from alerts.models import Alert
-from registry.broadcast import sync_redis
+from gateway_project.core.broadcast import sync_redis
 
 __all__ = ["event_of", "publish_alert"]
 

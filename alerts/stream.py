@@ -10,23 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from urllib.parse import parse_qs
 
 from django.conf import settings
 
 from alerts.hub import DISCONNECTED
 from alerts.log import event_order, read_after
-from proxy.auth import AUTH_FAILED, identity_from_api_key
-from proxy.problems import problem_bytes
-from proxy.request_id import accept_request_id
+from gateway_project.core.problems import problem_bytes
+from proxy.exchange import Exchange, Rejection
+from proxy.policy import ALERTS_ENDPOINT, POLICY, assign_request_id, run_steps
 
 __all__ = ["AlertStreamApp"]
 
 logger = logging.getLogger("gateway.alerts")
 
-# A token in the query string can end up in logs and history: only short-lived ones.
-QUERY_TOKEN_MAX_REMAINING_SECONDS = 3600
+SSE_PATH = "/api/v1/alerts/stream"
 _STREAM_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache, no-transform"),
@@ -36,86 +34,56 @@ _STREAM_HEADERS = [
 
 
 class AlertStreamApp:
+    """The SSE door: the same policy chain as every other door, then the tenant's stream."""
+
     def __init__(self, runtime) -> None:
         self.runtime = runtime
 
     async def __call__(self, scope, receive, send) -> None:
-        headers = dict(scope["headers"])
-        request_id = accept_request_id(headers.get(b"x-request-id"))
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        if scope["method"] != "GET":
-            return await self._problem(
-                send,
-                scope,
-                request_id,
-                "METHOD_NOT_ALLOWED",
-                "The alert stream is read with GET.",
-                [(b"allow", b"GET")],
-            )
-        identity = self._authenticate(headers, query)
-        if identity is None:
-            return await self._problem(
-                send,
-                scope,
-                request_id,
-                "AUTH_ERROR",
-                AUTH_FAILED,
-                [(b"www-authenticate", b'Bearer realm="gateway"')],
-            )
-        if not identity.tenant:
-            return await self._problem(
-                send,
-                scope,
-                request_id,
-                "FORBIDDEN",
-                "Alert streams belong to a tenant; these credentials have none.",
-            )
-        hub = self.runtime.alert_hub
-        if hub.count(identity.tenant) >= settings.SSE_MAX_CONNECTIONS_PER_TENANT:
-            return await self._problem(
-                send,
-                scope,
-                request_id,
-                "TOO_MANY_CONNECTIONS",
-                "The tenant holds the maximum number of alert streams.",
-            )
+        exchange = Exchange(self.runtime, scope, receive, send, door="sse")
+        try:
+            await self._admit(exchange)
+        except Rejection as rejection:
+            await self.runtime.respond.problem(exchange, rejection)
+            self.runtime.respond.finish(exchange)
+            return
+        query = parse_qs(exchange.query.decode("latin-1"))
         last_id = (
-            headers.get(b"last-event-id", b"").decode("latin-1").strip()
+            exchange.header_index.get(b"last-event-id", b"").decode("latin-1").strip()
             or (query.get("last_event_id") or [""])[0]
         )
-        await self._stream(scope, receive, send, identity.tenant, last_id, headers, request_id)
+        exchange.status = 200
+        try:
+            await self._stream(exchange, last_id)
+        finally:
+            self.runtime.respond.finish(exchange)
 
-    def _authenticate(self, headers: dict, query: dict):
-        runtime = self.runtime
-        authorization = headers.get(b"authorization")
-        token = None
-        from_query = False
-        if authorization is not None:
-            scheme, _, value = authorization.partition(b" ")
-            token = value.strip().decode("latin-1") if scheme.lower() == b"bearer" else None
-        elif (api_key := headers.get(b"x-api-key")) is not None:
-            return identity_from_api_key(runtime.snapshot, api_key)
-        elif query.get("access_token"):
-            token, from_query = query["access_token"][0], True
-        if not token:
-            return None
-        identity = runtime.token_verifier.verify(token)
-        if identity is None or identity.jti in runtime.revoked_tokens:
-            return None
-        if from_query and identity.expires_at - time.time() > QUERY_TOKEN_MAX_REMAINING_SECONDS:
-            return None
-        return identity
+    async def _admit(self, exchange: Exchange) -> None:
+        assign_request_id(exchange)
+        exchange.service, exchange.prefix, exchange.path = ALERTS_ENDPOINT, SSE_PATH, SSE_PATH
+        if exchange.method != "GET":
+            raise Rejection("METHOD_NOT_ALLOWED", "The alert stream is read with GET.", [(b"allow", b"GET")])
+        await run_steps(exchange, POLICY)
+        tenant = exchange.identity.tenant
+        if not tenant:
+            raise Rejection("FORBIDDEN", "Alert streams belong to a tenant; these credentials have none.")
+        if self.runtime.alert_hub.count(tenant) >= settings.SSE_MAX_CONNECTIONS_PER_TENANT:
+            raise Rejection("TOO_MANY_CONNECTIONS", "The tenant holds the maximum number of alert streams.")
 
-    async def _stream(self, scope, receive, send, tenant, last_id, headers, request_id) -> None:
+    async def _stream(self, exchange: Exchange, last_id: str) -> None:
         runtime = self.runtime
         hub = runtime.alert_hub
+        send = exchange.send
+        tenant = exchange.identity.tenant
         subscription = hub.subscribe(tenant)  # first, so nothing published during replay is missed
         runtime.metrics.sse_connections.inc()
-        watcher = asyncio.ensure_future(_wait_for_disconnect(receive, subscription))
+        watcher = asyncio.ensure_future(_wait_for_disconnect(exchange.receive, subscription))
+        runtime.live.hold(exchange, lambda rejection: _end_with(subscription, exchange, rejection))
         try:
             response_headers = list(_STREAM_HEADERS)
-            response_headers += runtime.cors.headers_for(headers.get(b"origin"))
-            response_headers.append((b"x-request-id", request_id.encode()))
+            response_headers += runtime.cors.headers_for(exchange.header_index.get(b"origin"))
+            response_headers.append((b"x-request-id", exchange.request_id.encode()))
+            response_headers += exchange.response_headers
             await send({"type": "http.response.start", "status": 200, "headers": response_headers})
             await send(
                 {
@@ -130,6 +98,7 @@ class AlertStreamApp:
             # the client sees a finished stream and reconnects with Last-Event-ID.
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
+            runtime.live.release(exchange)
             watcher.cancel()
             hub.unsubscribe(subscription)
             runtime.metrics.sse_connections.dec()
@@ -163,27 +132,15 @@ class AlertStreamApp:
                 continue  # already sent during replay
             await send({"type": "http.response.body", "body": frame, "more_body": True})
 
-    async def _problem(self, send, scope, request_id, code, detail, extra_headers=()) -> None:
-        from proxy.problems import PROBLEM_TYPES
-
-        body = problem_bytes(code, detail, scope["path"], request_id)
-        headers = [
-            (b"content-type", b"application/problem+json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"x-request-id", request_id.encode()),
-            *extra_headers,
-        ]
-        await send(
-            {
-                "type": "http.response.start",
-                "status": PROBLEM_TYPES[code].status,
-                "headers": headers,
-            }
-        )
-        await send({"type": "http.response.body", "body": body, "more_body": False})
-
 
 async def _wait_for_disconnect(receive, subscription) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
+    subscription.offer(DISCONNECTED)
+
+
+def _end_with(subscription, exchange: Exchange, rejection: Rejection) -> None:
+    """The registry now refuses this stream: an `event: close` carrying the problem, then the end."""
+    problem = problem_bytes(rejection.code, rejection.detail, SSE_PATH, exchange.request_id).decode()
+    subscription.offer((None, f"event: close\ndata: {problem}\n\n".encode()))
     subscription.offer(DISCONNECTED)

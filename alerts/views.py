@@ -13,11 +13,7 @@ from rest_framework.response import Response
 from alerts.models import Alert
 from alerts.publishing import publish_alert
 from alerts.serializers import AlertSerializer, PublishAlertSerializer
-from tenancy.authentication import (
-    ApiKeyAuthentication,
-    GatewayJWTAuthentication,
-    caller_scopes,
-)
+from tenancy.authentication import GatewayIdentityAuthentication, caller_scopes
 from tenancy.models import Tenant
 
 __all__ = ["AlertsView"]
@@ -26,12 +22,8 @@ PUBLISH_SCOPE = "alerts:publish"
 
 
 class AlertsView(generics.ListAPIView):
-    authentication_classes = [
-        GatewayJWTAuthentication,
-        ApiKeyAuthentication,
-        TokenAuthentication,
-        SessionAuthentication,
-    ]
+    # Client tokens are verified by the one policy chain at the door (proxy.policy.EndpointDoor).
+    authentication_classes = [GatewayIdentityAuthentication, TokenAuthentication, SessionAuthentication]
     permission_classes = [IsAuthenticated]
     serializer_class = AlertSerializer
 

@@ -1,6 +1,6 @@
 """The one ASGI application: data plane, SSE and WebSocket proxy in front, Django behind.
 
-Service paths never enter Django's request handler (SPEC section 3): `proxy.routing`
+Service paths never enter Django's request handler (SPEC section 3): `gateway_project.routing`
 sends them to the plain-ASGI data plane, which makes no database query per request.
 """
 
@@ -14,12 +14,36 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 django_application = get_asgi_application()
 
 
+def alert_tasks(hub) -> list:
+    """The SSE keep-alive and, with Redis, the relay of other instances' alerts into `hub`."""
+    from django.conf import settings
+
+    from alerts.fanout import relay_redis_alerts
+
+    def keepalive(runtime):
+        return hub.run_keepalive(settings.SSE_KEEPALIVE_SECONDS)
+
+    def fanout(runtime):
+        if runtime.redis is None:
+            return None
+        return relay_redis_alerts(hub, runtime.redis_pubsub_client(), runtime.watcher.run_in_db_thread)
+
+    return [("sse-keepalive", keepalive), ("alert-fanout", fanout)]
+
+
 def build_application():
-    """A complete gateway instance (its own data-plane runtime); tests build several."""
-    from proxy.routing import http_router, websocket_router
+    """A complete gateway instance (its own data-plane runtime); tests build several.
+
+    The wiring creates the alert hub and hands it to the runtime, so `proxy/` never imports
+    `alerts/` (SPEC section 17).
+    """
+    from alerts.hub import AlertHub
+    from alerts.log import event_order
+    from gateway_project.routing import http_router, websocket_router
     from proxy.runtime import Runtime
 
-    runtime = Runtime()
+    hub = AlertHub(event_order)
+    runtime = Runtime(alert_hub=hub, background=alert_tasks(hub))
     application = ProtocolTypeRouter(
         {
             "http": http_router(django_application, runtime),

@@ -3,8 +3,11 @@
 Why not plain `uvicorn --workers N`: uvicorn binds its shared socket without
 IPPROTO_TCP, so asyncio does not set TCP_NODELAY on accepted connections and Nagle plus
 delayed ACKs add ~40 ms to responses written in two parts. Here the socket is created
-explicitly as TCP. On SIGTERM/SIGINT the data plane closes its SSE streams first, so the
-server does not wait on them forever; in-flight requests still complete.
+explicitly as TCP. Slow clients are cut at the protocol: headers (REQUEST_HEADER_TIMEOUT)
+and, behind the data plane's own 408, any announced body that stops arriving
+(REQUEST_BODY_TIMEOUT, so Django's views are covered too). On SIGTERM/SIGINT the data
+plane closes its SSE streams first, so the server does not wait on them forever; in-flight
+requests still complete.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import multiprocess
 
+from gateway_project.core.problems import PROBLEM_CONTENT_TYPE, problem_bytes
+from gateway_project.core.request_id import new_request_id
 from proxy.write_coalescing import CoalescingTransport
 
 __all__ = ["GatewayServer", "main"]
@@ -29,19 +34,38 @@ _REQUEST_TIMEOUT_RESPONSE = (
     b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 25\r\n"
     b"Connection: close\r\n\r\nRequest headers too slow."
 )
+# The data plane answers a stalled body itself (with its request id, upstream aborted) at
+# REQUEST_BODY_TIMEOUT; this backstop, for every other path, fires a moment later.
+_BODY_BACKSTOP_GRACE = 1.0
+
+
+def _body_timeout_response(path: str) -> bytes:
+    request_id = new_request_id()
+    body = problem_bytes(
+        "REQUEST_TIMEOUT", "The request body stopped arriving before it was complete.", path, request_id
+    )
+    head = (
+        f"HTTP/1.1 408 Request Timeout\r\nContent-Type: {PROBLEM_CONTENT_TYPE}\r\n"
+        f"Content-Length: {len(body)}\r\nX-Request-ID: {request_id}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
 
 
 class GatewayHttpProtocol(HttpToolsProtocol):
-    """httptools with coalesced writes and a deadline for request headers (slowloris).
+    """httptools with coalesced writes and deadlines for request headers and bodies (slowloris).
 
     uvicorn times out idle keep-alive connections but not a client that trickles its
     headers; here a request whose headers are not complete within REQUEST_HEADER_TIMEOUT
     seconds of its first byte (or of the connection) gets a 408 and the connection closes.
-    The timer is armed only when a read ends with headers still incomplete, so a request
-    that arrives whole (nearly all of them) costs no timer.
+    Likewise a request whose announced body gets no byte for REQUEST_BODY_TIMEOUT (plus a
+    grace that lets the data plane answer first) gets a 408 problem and is closed; time
+    while reading is paused (the application is behind, not the client) does not count.
+    Timers are armed only when a read ends with the headers or the body incomplete, so a
+    request that arrives whole (nearly all of them) costs no timer.
     """
 
     header_timer = None
+    body_timer = None
     awaiting_headers = False
 
     def connection_made(self, transport) -> None:
@@ -50,8 +74,14 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.awaiting_headers and self.header_timer is None and not self.transport.is_closing():
-            self._arm_header_timer()
+        if self.awaiting_headers:
+            if self.header_timer is None and not self.transport.is_closing():
+                self._arm_header_timer()
+        elif self._body_pending():
+            if not self.transport.is_closing():
+                self._arm_body_timer()  # a byte arrived: the deadline starts again
+        elif self.body_timer is not None:
+            self._disarm_body_timer()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -64,6 +94,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc) -> None:
         self._disarm_header_timer()
+        self._disarm_body_timer()
         super().connection_lost(exc)
 
     def _arm_header_timer(self) -> None:
@@ -81,6 +112,34 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             self.transport.write(_REQUEST_TIMEOUT_RESPONSE)
             self.transport.close()
+
+    def _body_pending(self) -> bool:
+        cycle = self.cycle
+        return cycle is not None and cycle.more_body and not cycle.response_complete
+
+    def _arm_body_timer(self) -> None:
+        from django.conf import settings
+
+        if self.body_timer is not None:
+            self.body_timer.cancel()
+        delay = settings.REQUEST_BODY_TIMEOUT + _BODY_BACKSTOP_GRACE
+        self.body_timer = self.loop.call_later(delay, self._body_too_slow)
+
+    def _disarm_body_timer(self) -> None:
+        if self.body_timer is not None:
+            self.body_timer.cancel()
+            self.body_timer = None
+
+    def _body_too_slow(self) -> None:
+        self.body_timer = None
+        if self.transport.is_closing() or not self._body_pending():
+            return
+        if self.flow.read_paused:
+            self._arm_body_timer()
+            return
+        if not self.cycle.response_started:
+            self.transport.write(_body_timeout_response(self.cycle.scope["path"]))
+        self.transport.close()
 
 
 class GatewayServer(uvicorn.Server):

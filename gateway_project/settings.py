@@ -13,7 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from gateway_project.env import env_bool, env_float, env_int, env_list, env_seconds, env_str
+from gateway_project.core.env import env_bool, env_float, env_int, env_list, env_seconds, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("GATEWAY_VAR_DIR", str(BASE_DIR / "var")))
@@ -53,11 +53,12 @@ INSTALLED_APPS = [
     "registry",
     "proxy",
     "alerts",
+    "fixtures",  # the `load_demo` command
 ]
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
-    "gateway_project.middleware.RequestIdMiddleware",
+    "gateway_project.web.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -65,7 +66,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
-    "tenancy.audit_middleware.AuditContextMiddleware",
+    "tenancy.audit.middleware.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -173,10 +174,10 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
-    "DEFAULT_SCHEMA_CLASS": "gateway_project.problems.ProblemAutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "gateway_project.web.problems.ProblemAutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
-    "EXCEPTION_HANDLER": "gateway_project.problems.drf_exception_handler",
+    "EXCEPTION_HANDLER": "gateway_project.web.problems.drf_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
@@ -244,6 +245,9 @@ CONFIG_POLL_SECONDS = env_seconds("CONFIG_POLL_SECONDS", 0.25)
 RATE_LIMIT_DEFAULT = env_str("RATE_LIMIT_DEFAULT", "300/60")
 RATE_LIMIT_FAIL_MODE = env_str("RATE_LIMIT_FAIL_MODE", "open")
 REQUEST_HEADER_TIMEOUT = env_seconds("REQUEST_HEADER_TIMEOUT", 30)
+# A client that announced a body and then sends no byte of it for this long gets a 408,
+# its upstream request is aborted and its connection closed (SPEC section 14).
+REQUEST_BODY_TIMEOUT = env_seconds("REQUEST_BODY_TIMEOUT", 30)
 
 # --- Alerts -----------------------------------------------------------------------------
 
@@ -263,13 +267,20 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "gateway@localhost")
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", "")
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+# Query parameters whose values every log line shows as *** (gateway_project.core.masking);
+# e-mail addresses and card-like numbers are masked wherever they appear.
+LOG_MASK_QUERY_PARAMS = env_list(
+    "LOG_MASK_QUERY_PARAMS",
+    "token,access_token,refresh_token,id_token,api_key,apikey,key,password,passwd,pwd,secret,"
+    "client_secret,code,otp,session,sessionid,signature,sig,auth,authorization,cookie,email,phone",
+)
 NOMINATIM_URL = env_str("NOMINATIM_URL", "https://nominatim.openstreetmap.org")
 GEOCODE_CACHE_SECONDS = env_seconds("GEOCODE_CACHE_SECONDS", 86400)
 GEOCODE_MIN_INTERVAL = env_float("GEOCODE_MIN_INTERVAL", 1.0)
 GEOCODE_TIMEOUT_SECONDS = env_seconds("GEOCODE_TIMEOUT_SECONDS", 5)
 GEOCODE_MAX_WAIT_SECONDS = env_seconds("GEOCODE_MAX_WAIT_SECONDS", 10)
 # Nominatim's usage policy asks for an identifying User-Agent with a contact: set yours.
-GEOCODE_USER_AGENT = env_str("GEOCODE_USER_AGENT", "")  # "": proxy.geocode's default
+GEOCODE_USER_AGENT = env_str("GEOCODE_USER_AGENT", "")  # "": gateway_project.ops.geocode's default
 
 # One JSON line per proxied request: "stdout" (default), "off", a file path, or "logging"
 # (through the gateway.access logger and its handlers, slower).

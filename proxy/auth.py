@@ -15,9 +15,14 @@ from dataclasses import dataclass
 
 import jwt
 
-from proxy.exchange import Exchange, Rejection
-
-__all__ = ["AUTH_FAILED", "Identity", "TokenVerifier", "authorize", "role_satisfies"]
+__all__ = [
+    "AUTH_FAILED",
+    "Identity",
+    "TokenVerifier",
+    "api_key_usable",
+    "identity_from_api_key",
+    "role_satisfies",
+]
 
 AUTH_FAILED = "Authentication credentials were missing or invalid."
 _TOKEN_CACHE_LIMIT = 50_000
@@ -35,6 +40,7 @@ class Identity:
     expires_at: float
     demo_session: str = ""
     api_key_id: int | None = None
+    api_key_hash: str = ""  # open connections look the key up again when the registry changes
 
     @property
     def rate_key(self) -> str:
@@ -125,13 +131,17 @@ class TokenVerifier:
         self._cache = live
 
 
+def api_key_usable(entry, now: float) -> bool:
+    """Present in the snapshot, not revoked, not expired."""
+    return entry is not None and not entry.revoked and (entry.expires_at is None or entry.expires_at > now)
+
+
 def identity_from_api_key(snapshot, secret: bytes) -> Identity | None:
     digest = hashlib.sha256(secret).hexdigest()
     entry = snapshot.api_keys.get(digest)
     if entry is None or not hmac.compare_digest(entry.key_hash, digest):
         return None
-    now = time.time()
-    if entry.revoked or (entry.expires_at is not None and entry.expires_at <= now):
+    if not api_key_usable(entry, time.time()):
         return None
     return Identity(
         kind="api_key",
@@ -142,58 +152,5 @@ def identity_from_api_key(snapshot, secret: bytes) -> Identity | None:
         jti="",
         expires_at=entry.expires_at or float("inf"),
         api_key_id=entry.id,
+        api_key_hash=digest,
     )
-
-
-def authenticate(exchange: Exchange) -> None:
-    """Attach the caller's identity; refuse with one uniform 401 when it cannot be established."""
-    service = exchange.service
-    if not service.auth_required or (
-        service.public_paths and service.is_public(exchange.path, exchange.prefix)
-    ):
-        return
-    runtime = exchange.runtime
-    authorization = exchange.header_index.get(b"authorization")
-    identity = None
-    if authorization is not None:
-        scheme, _, token = authorization.partition(b" ")
-        if scheme.lower() == b"bearer" and token:
-            text = token.strip().decode("latin-1")
-            pending = runtime.external_tokens.verification_for(text)
-            if pending is not None:  # an external issuer's token: JWKS or introspection (awaited)
-                return _settle(exchange, pending)
-            identity = runtime.token_verifier.verify(text)
-    elif (api_key := exchange.header_index.get(b"x-api-key")) is not None:
-        identity = identity_from_api_key(runtime.snapshot, api_key)
-        if identity is not None:
-            runtime.api_key_usage[identity.api_key_id] = time.time()
-    _accept(exchange, identity)
-
-
-async def _settle(exchange: Exchange, pending) -> None:
-    _accept(exchange, await pending)
-
-
-def _accept(exchange: Exchange, identity: Identity | None) -> None:
-    """One place decides: revoked or missing identities get the uniform 401."""
-    runtime = exchange.runtime
-    if identity is not None and identity.jti and identity.jti in runtime.revoked_tokens:
-        identity = None
-    runtime.metrics.count_auth(identity is not None)
-    if identity is None:
-        raise Rejection("AUTH_ERROR", AUTH_FAILED, [(b"www-authenticate", b'Bearer realm="gateway"')])
-    exchange.identity = identity
-
-
-def authorize(exchange: Exchange) -> None:
-    """The service's roles/scopes for reads or writes (SPEC section 4 step 7)."""
-    roles, scopes = exchange.service.required(exchange.method)
-    if not roles and not scopes:
-        return
-    identity = exchange.identity
-    if identity is None:
-        raise Rejection("AUTH_ERROR", AUTH_FAILED, [(b"www-authenticate", b'Bearer realm="gateway"')])
-    if roles and not role_satisfies(identity.roles, roles):
-        raise Rejection("FORBIDDEN", "Your role does not allow this operation on this service.")
-    if scopes and not scopes <= identity.scopes:
-        raise Rejection("FORBIDDEN", "Your credentials lack a scope this operation requires.")

@@ -13,15 +13,17 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-__all__ = ["BreakerSettings", "BreakerState", "CircuitBreaker", "breakers"]
+from gateway_project.core import breaker_board
+
+__all__ = ["BreakerRegistry", "BreakerSettings", "BreakerState", "CircuitBreaker"]
 
 logger = logging.getLogger("gateway.breaker")
 
 
 class BreakerState:
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
+    CLOSED = breaker_board.CLOSED
+    OPEN = breaker_board.OPEN
+    HALF_OPEN = breaker_board.HALF_OPEN
 
     GAUGE_VALUE = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 
@@ -204,11 +206,16 @@ class BreakerRegistry:
             self._reset_marks.pop(gone, None)
             self._breakers.pop(gone, None)
 
+    def noteworthy(self) -> dict[str, dict]:
+        """Breakers that are not plainly closed, by target id: what the instance publishes."""
+        return {
+            str(target_id): breaker.describe()
+            for target_id, breaker in self._breakers.items()
+            if breaker.state != BreakerState.CLOSED or breaker.failure_count
+        }
+
     def describe(self, target_id: int) -> dict:
         breaker = self._breakers.get(target_id)
         if breaker is None:
             return {"state": BreakerState.CLOSED, "failure_count": 0, "time_until_retry": 0.0}
         return breaker.describe()
-
-
-breakers = BreakerRegistry()

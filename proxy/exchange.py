@@ -6,6 +6,10 @@ from time import perf_counter
 
 __all__ = ["Answered", "Exchange", "Rejection"]
 
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Browsers cannot set headers on EventSource or WebSocket: those doors take ?access_token=.
+_QUERY_TOKEN_DOORS = frozenset({"websocket", "sse"})
+
 
 class Rejection(Exception):
     """A step refuses the request: the pipeline answers with this problem and forwards nothing."""
@@ -52,17 +56,25 @@ class Exchange:
         "cache_key",
         "response_started",
         "body_overflow",
+        "body_stalled",
         "prefix",
         "version",
         "client_address",
+        "door",
+        "writes",
+        "query_token_allowed",
     )
 
-    def __init__(self, runtime, scope, receive, send) -> None:
+    def __init__(self, runtime, scope, receive, send, door: str = "http") -> None:
         self.runtime = runtime
         self.scope = scope
         self.receive = receive
         self.send = send
-        self.method: str = scope["method"]
+        self.door = door  # "http", "websocket", "sse" or "endpoint" (proxy.policy)
+        self.method: str = scope.get("method", "GET")
+        # A WebSocket carries the client's frames upstream: it needs what a write needs.
+        self.writes = door == "websocket" or self.method not in READ_METHODS
+        self.query_token_allowed = door in _QUERY_TOKEN_DOORS
         self.raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         self.query: bytes = scope.get("query_string", b"")
         self.headers: list[tuple[bytes, bytes]] = scope["headers"]
@@ -97,6 +109,7 @@ class Exchange:
         self.cache_key = None
         self.response_started = False
         self.body_overflow = False
+        self.body_stalled = False
         self.prefix = ""
         self.version = None
         self.client_address = None

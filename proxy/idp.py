@@ -29,9 +29,9 @@ from django.conf import settings
 
 from proxy.auth import Identity
 from proxy.snapshot import IdentityProviderEntry
+from tenancy.constants import ASYMMETRIC_ALGORITHMS
 
 __all__ = [
-    "ASYMMETRIC_ALGORITHMS",
     "ExpiringCache",
     "ExternalTokenVerifier",
     "JWKS_REFETCH_INTERVAL",
@@ -50,10 +50,6 @@ IDENTITY_CACHE_LIMIT = 50_000
 HTTP_TIMEOUT = httpx.Timeout(3.0, connect=2.0)
 MAX_RESPONSE_BYTES = 512 * 1024
 
-# Public-key algorithms only: HS* would let anyone holding the public JWKS forge tokens.
-ASYMMETRIC_ALGORITHMS = frozenset(
-    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
-)
 _KEY_TYPE_BY_ALGORITHM = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 _FETCH_ERRORS = (httpx.HTTPError, httpx.InvalidURL, ValueError, TypeError)
 _ROLE_SEPARATORS = re.compile(r"[\s,]+")

@@ -10,30 +10,15 @@ from __future__ import annotations
 import logging
 from urllib.parse import unquote
 
-from proxy.auth import authenticate, authorize
 from proxy.cache import serve_from_cache
-from proxy.clientip import refuse_unlisted_network
 from proxy.exchange import Answered, Exchange, Rejection
 from proxy.forward import ClientGone, forward
 from proxy.hygiene import check_headers, normalize_path
-from proxy.request_id import accept_request_id, continue_traceparent
-from proxy.tenants import check_tenant
+from proxy.policy import POLICY, assign_request_id
 
-__all__ = ["PIPELINE", "ProxyApp"]
+__all__ = ["PIPELINE", "ProxyApp", "choose_target"]
 
 logger = logging.getLogger("gateway.proxy")
-
-
-def assign_request_id(exchange: Exchange) -> None:
-    """1. Request id (client's if well-formed) and W3C traceparent for the upstream hop."""
-    index = exchange.header_index
-    exchange.request_id = accept_request_id(index.get(b"x-request-id"))
-    exchange.traceparent = continue_traceparent(index.get(b"traceparent"))
-    client = exchange.scope.get("client")
-    peer = client[0] if client else ""
-    exchange.client_ip, exchange.peer_trusted = exchange.runtime.client_ips.resolve(
-        peer, index.get(b"x-forwarded-for")
-    )
 
 
 def apply_cors(exchange: Exchange) -> None:
@@ -84,19 +69,6 @@ def select_version(exchange: Exchange, path_version: str | None) -> None:
     exchange.response_headers += version.deprecation_headers
 
 
-def check_client_network(exchange: Exchange) -> None:
-    """4b. The service's IP allow/deny lists, on the client IP resolved through TRUSTED_PROXIES."""
-    service = exchange.service
-    if service.ip_allow or service.ip_deny:
-        refuse_unlisted_network(exchange, service.ip_allow, service.ip_deny)
-
-
-def enforce_rate_limits(exchange: Exchange):
-    """6. Every matching rate policy, checked in one round trip."""
-    limiter = exchange.runtime.limiter
-    return limiter.enforce(exchange) if limiter is not None else None
-
-
 def choose_target(exchange: Exchange) -> None:
     """9. A healthy target whose breaker admits traffic (503 CIRCUIT_OPEN / SERVICE_UNAVAILABLE)."""
     identity = exchange.identity
@@ -104,16 +76,14 @@ def choose_target(exchange: Exchange) -> None:
     exchange.target = exchange.runtime.balancer.choose(exchange.service, demo, version=exchange.version)
 
 
+# POLICY (proxy.policy) is the chain every door runs: IP lists, authenticate, rate limit,
+# authorize, tenant checks.
 PIPELINE = (
     assign_request_id,
     apply_cors,
     check_hygiene,
     match_route,
-    check_client_network,
-    authenticate,
-    enforce_rate_limits,
-    authorize,
-    check_tenant,
+    *POLICY,
     serve_from_cache,
     choose_target,
 )

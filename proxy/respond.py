@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from time import perf_counter
 
+from gateway_project.core.problems import PROBLEM_TYPES, problem_bytes
 from proxy.exchange import Answered, Exchange, Rejection
-from proxy.problems import PROBLEM_TYPES, problem_bytes
 
 __all__ = ["Responder"]
 
@@ -50,7 +50,7 @@ class Responder:
     async def problem(self, exchange: Exchange, rejection: Rejection) -> None:
         problem = PROBLEM_TYPES[rejection.code]
         if not exchange.request_id:
-            from proxy.request_id import new_request_id
+            from gateway_project.core.request_id import new_request_id
 
             exchange.request_id = new_request_id()
         body = problem_bytes(

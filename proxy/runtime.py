@@ -2,26 +2,34 @@
 
 The snapshot, the breakers, the balancer's counters, the upstream client and the Redis
 client live here rather than in module globals, so a test can run two independent
-gateway instances in one process.
+gateway instances in one process. What higher layers add (the alert hub of the SSE streams,
+their background tasks) is handed in by the wiring (`gateway_project.asgi`): the data plane
+imports no app above it (SPEC section 17).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable, Iterable
 
 from django.conf import settings
 
-from alerts.hub import AlertHub
+from gateway_project.core import breaker_board
+from gateway_project.core.clientip import ClientAddressResolver
 from proxy.accesslog import AccessLog
 from proxy.auth import TokenVerifier
 from proxy.balancer import Balancer
 from proxy.breaker import BreakerRegistry, BreakerState
 from proxy.cache import ResponseCache
-from proxy.clientip import ClientAddressResolver
 from proxy.cors import CorsPolicy
 from proxy.idp import ExternalTokenVerifier
+from proxy.live import LiveConnections
 from proxy.metrics import metrics
 from proxy.respond import Responder
 from proxy.snapshot import Snapshot
@@ -29,13 +37,17 @@ from proxy.tracing import span_exporter_from_settings
 from proxy.traffic import TrafficRecorder
 from proxy.watcher import ControlPlaneWatcher
 
-__all__ = ["Runtime", "active_runtime"]
+__all__ = ["BackgroundTask", "Runtime", "active_runtime"]
 
 logger = logging.getLogger("gateway.runtime")
 
 _active: Runtime | None = None
 METRICS_FLUSH_SECONDS = 1.0
 GC_YOUNG_THRESHOLD = 20_000
+
+# (task name, factory): the factory gets the starting runtime and returns the coroutine to run,
+# or None when it has nothing to do here (a Redis relay without Redis).
+BackgroundTask = tuple[str, Callable[["Runtime"], Awaitable[None] | None]]
 
 
 def _freeze_startup_heap() -> None:
@@ -55,7 +67,7 @@ def active_runtime() -> Runtime | None:
 
 
 class Runtime:
-    def __init__(self) -> None:
+    def __init__(self, alert_hub=None, background: Iterable[BackgroundTask] = ()) -> None:
         from tenancy.keys import key_ring
         from tenancy.revocation import revoked_tokens
 
@@ -64,6 +76,7 @@ class Runtime:
         self.draining = False
         self.ready = False
         self.metrics = metrics
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.breakers = BreakerRegistry()
         self.breakers.on_change = self._breaker_changed
         self.balancer = Balancer(self.breakers, metrics)
@@ -89,9 +102,9 @@ class Runtime:
         self._pubsub_redis = None
         self.limiter = None
         self.watcher = ControlPlaneWatcher(self)
-        from alerts.log import event_order
-
-        self.alert_hub = AlertHub(event_order)
+        self.live = LiveConnections(self)
+        self.alert_hub = alert_hub  # the SSE streams' hub (alerts.hub.AlertHub), or None
+        self._background_factories = list(background)
         self._background: list[asyncio.Task] = []
         self._started: asyncio.Future | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -129,24 +142,14 @@ class Runtime:
         self.response_cache = ResponseCache(self.redis_pipe, settings.CACHE_KEY_PREFIX)
         await self.watcher.start()
         _freeze_startup_heap()
-        self._background.append(
-            asyncio.create_task(
-                self.alert_hub.run_keepalive(settings.SSE_KEEPALIVE_SECONDS), name="sse-keepalive"
-            )
-        )
         self._background.append(asyncio.create_task(self.access_log.run(), name="access-log"))
+        self._background.append(asyncio.create_task(self.live.run(), name="live-connections"))
+        self._background.append(asyncio.create_task(self._publish_breakers(), name="breaker-board"))
         self._background.append(asyncio.create_task(self._flush_metrics(), name="metrics-flush"))
-        if self.redis is not None:
-            from alerts.fanout import relay_redis_alerts
-
-            self._background.append(
-                asyncio.create_task(
-                    relay_redis_alerts(
-                        self.alert_hub, self.redis_pubsub_client(), self.watcher.run_in_db_thread
-                    ),
-                    name="alert-fanout",
-                )
-            )
+        for name, factory in self._background_factories:
+            coroutine = factory(self)
+            if coroutine is not None:
+                self._background.append(asyncio.create_task(coroutine, name=name))
         _active = self
         self.ready = True
         logger.info("data plane ready", extra={"config_version": self.snapshot.version})
@@ -156,6 +159,25 @@ class Runtime:
             await asyncio.sleep(METRICS_FLUSH_SECONDS)
             self.metrics.flush()
 
+    async def _publish_breakers(self) -> None:
+        """This instance's breakers on the shared board, so the control plane shows them."""
+        while True:
+            entry = breaker_board.encode(self.instance, self.breakers.noteworthy())
+            if self.redis is None:
+                breaker_board.publish_local(self.instance, entry)
+            else:
+                try:
+                    await self.redis.hset(breaker_board.board_key(), self.instance, entry)
+                except Exception as exc:  # the data plane never depends on the board
+                    logger.debug("breaker board publish failed: %s", exc)
+            await asyncio.sleep(breaker_board.PUBLISH_SECONDS)
+
+    async def _withdraw_breakers(self) -> None:
+        breaker_board.withdraw_local(self.instance)
+        if self.redis is not None:
+            with contextlib.suppress(Exception):
+                await self.redis.hdel(breaker_board.board_key(), self.instance)
+
     async def shutdown(self) -> None:
         global _active
         if self._started is None:
@@ -164,6 +186,7 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.watcher.stop()
+        await self._withdraw_breakers()
         self.access_log.close()
         if self.span_exporter is not None:
             await asyncio.to_thread(self.span_exporter.close)  # flushes what is still batched
@@ -181,7 +204,8 @@ class Runtime:
     def drain(self) -> None:
         """Shutdown began: close SSE streams now (uvicorn would otherwise wait on them forever)."""
         self.draining = True
-        self.alert_hub.close_all()
+        if self.alert_hub is not None:
+            self.alert_hub.close_all()
 
     def redis_pubsub_client(self):
         """A separate client without a read timeout: a subscription waits indefinitely."""
@@ -222,9 +246,13 @@ class Runtime:
         marks = {t.id: t.breaker_reset_at for s in snapshot.services for t in s.targets}
         self.breakers.apply_resets(marks)
         self.metrics.config_version.set(snapshot.version)
+        gauge = BreakerState.GAUGE_VALUE
         for service in snapshot.services:
             for target in service.targets:
                 self.metrics.service_health.labels(service.slug, target.label).set(1 if target.healthy else 0)
+                if target.enabled:  # a sample for every enabled target, closed until it trips
+                    state = self.breakers.describe(target.id)["state"]
+                    self.metrics.circuit_breaker_state.labels(service.slug, target.label).set(gauge[state])
         logger.info("config installed", extra={"config_version": snapshot.version})
 
     def _breaker_changed(self, breaker, previous: str) -> None:

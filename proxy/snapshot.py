@@ -148,9 +148,13 @@ class ServiceEntry:
         return any(rest == p or rest.startswith(p.rstrip("/") + "/") for p in self.public_paths)
 
     def required(self, method: str) -> tuple[frozenset[str], frozenset[str]]:
-        if method in READ_METHODS:
-            return self.read_roles, self.read_scopes
-        return self.write_roles, self.write_scopes
+        return self.required_for(method not in READ_METHODS)
+
+    def required_for(self, writes: bool) -> tuple[frozenset[str], frozenset[str]]:
+        """(roles, scopes) a caller needs: the write set for writes, else the read set."""
+        if writes:
+            return self.write_roles, self.write_scopes
+        return self.read_roles, self.read_scopes
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 
-from proxy.clientip import refuse_unlisted_network
 from proxy.exchange import Exchange, Rejection
-from registry.constants import READ_METHODS
+from proxy.networks import refuse_unlisted_network
 
 __all__ = ["check_tenant"]
 
@@ -25,5 +24,5 @@ def check_tenant(exchange: Exchange) -> None:
         refuse_unlisted_network(exchange, tenant.ip_allow, tenant.ip_deny)
     if tenant.subscription_status == "canceled" or time.time() > tenant.grace_ends_at:
         raise Rejection("SUBSCRIPTION_INACTIVE", _INACTIVE)
-    if tenant.read_only and exchange.method not in READ_METHODS:
+    if tenant.read_only and exchange.writes:
         raise Rejection("TENANT_READ_ONLY", tenant.read_only_reason or "The tenant is read-only.")

@@ -1,7 +1,7 @@
 """OpenTelemetry export of proxied requests, only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
 
 Each request becomes one SERVER span whose trace id and span id are exactly those of the
-traceparent the gateway sent upstream (proxy.request_id), with the client's traceparent as
+traceparent the gateway sent upstream (gateway_project.core.request_id), with the client's traceparent as
 its parent, so the upstream's own spans nest under the gateway's in any OTLP backend. The
 span is built once the response is done and handed to the SDK's batch processor, which
 exports from its own thread: the hot path builds one span object when enabled, and pays
@@ -15,7 +15,7 @@ import time
 
 from django.conf import settings
 
-from proxy.request_id import parse_traceparent
+from gateway_project.core.request_id import parse_traceparent
 
 __all__ = ["SpanExporter", "span_exporter_from_settings"]
 

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 
-from registry.broadcast import listen, prefixed
+from gateway_project.core.broadcast import listen, prefixed
 from registry.config_version import CONFIG_CHANNEL, VERSION_KEY
 
 __all__ = ["ControlPlaneWatcher"]

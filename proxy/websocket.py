@@ -1,20 +1,26 @@
-"""WebSocket proxy for services with WebSockets enabled (SPEC section 9), e.g. /api/v1/training/ws.
+"""WebSocket proxy for services with WebSockets enabled (SPEC sections 9 and 16), e.g.
+/api/v1/training/ws.
 
-The upgrade is authenticated (Bearer header, or `?access_token=` for browsers, which cannot
-set headers on a WebSocket) and its Origin checked against the allowlist *before* it is
-accepted; refused upgrades never see a 101. Frames are relayed both ways, text and binary;
-close codes cross in both directions; an upstream failure closes the client with 1011.
+The upgrade runs the same policy chain as an HTTP request (`proxy.policy.POLICY`) before
+it is accepted: a refusal is the HTTP problem response itself, never a 101 (the ASGI
+`websocket.http.response` extension; servers without it get a 1008 close). An upgrade
+counts against the service's rate policies and needs what a write needs, since the
+client's frames go upstream. The upstream handshake carries the same forwarded headers as
+HTTP. Frames are relayed both ways, close codes cross in both directions, and a
+connection the registry later refuses is closed with 4401/4402/4403/1001.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qsl, urlencode
 
-from proxy.auth import identity_from_api_key
-from proxy.exchange import Rejection
-from proxy.hygiene import normalize_path
+from proxy.exchange import Exchange, Rejection
+from proxy.forward import upstream_headers
+from proxy.live import CLOSE_CODES
+from proxy.pipeline import check_hygiene, choose_target, match_route
+from proxy.policy import POLICY, assign_request_id, run_steps
 
 __all__ = ["WebSocketProxy"]
 
@@ -22,7 +28,34 @@ logger = logging.getLogger("gateway.websocket")
 
 INTERNAL_ERROR = 1011
 POLICY_VIOLATION = 1008
-_CLOSE_FRAME_TYPES = ("close", "closing", "closed")
+_HTTP_RESPONSE_EXTENSION = "websocket.http.response"
+# The upstream handshake is aiohttp's own: the client's handshake headers do not cross.
+_HANDSHAKE_HEADERS = frozenset(
+    {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol"}
+)
+
+
+def check_origin(exchange: Exchange) -> None:
+    """A browser's upgrade from an origin outside CORS_ORIGINS is refused (SPEC section 14)."""
+    origin = exchange.header_index.get(b"origin")
+    if origin is not None and origin not in exchange.runtime.cors.origins:
+        raise Rejection("FORBIDDEN", "WebSocket upgrades from this origin are not allowed.")
+
+
+def require_websocket(exchange: Exchange) -> None:
+    if not exchange.service.websocket_enabled:
+        raise Rejection("NOT_FOUND", f"The {exchange.service.slug} service takes no WebSockets here.")
+
+
+UPGRADE_STEPS = (
+    assign_request_id,
+    check_origin,
+    check_hygiene,
+    match_route,
+    require_websocket,
+    *POLICY,
+    choose_target,
+)
 
 
 class WebSocketProxy:
@@ -33,104 +66,61 @@ class WebSocketProxy:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
-        headers = dict(scope["headers"])
-        refusal, service, identity = self._admit(scope, headers)
-        if refusal is not None:
-            logger.info("websocket refused: %s", refusal, extra={"path": scope["path"]})
-            await send({"type": "websocket.close", "code": POLICY_VIOLATION})  # HTTP 403, no 101
-            return
-        target, breaker = self.runtime.balancer.choose(service, bool(identity and identity.demo_session))
-        upstream = await self._connect_upstream(scope, headers, service, target, identity)
+        exchange = Exchange(self.runtime, scope, receive, send, door="websocket")
+        try:
+            await run_steps(exchange, UPGRADE_STEPS)
+        except Rejection as rejection:
+            return await self._refuse(exchange, rejection)
+        target, breaker = exchange.target
+        upstream = await self._connect_upstream(exchange, target)
         if upstream is None:
             breaker.record_failure()
-            await send({"type": "websocket.accept"})
-            await send({"type": "websocket.close", "code": INTERNAL_ERROR})
-            return
+            return await self._refuse(
+                exchange, Rejection("BAD_GATEWAY", "The upstream refused the WebSocket.")
+            )
         breaker.record_success()
-        subprotocol = upstream.protocol
-        await send({"type": "websocket.accept", **({"subprotocol": subprotocol} if subprotocol else {})})
-        await self._relay(receive, send, upstream)
-
-    def _admit(self, scope, headers):
-        """(reason for refusal or None, service, identity) — everything decided before accepting."""
-        runtime = self.runtime
+        accept = {"type": "websocket.accept", "headers": self._accept_headers(exchange)}
+        if upstream.protocol:
+            accept["subprotocol"] = upstream.protocol
+        await send(accept)
+        exchange.status = 101
         try:
-            path, _ = normalize_path(scope.get("raw_path") or scope["path"].encode())
-        except Rejection:
-            return "bad path", None, None
-        service = runtime.snapshot.match(path)
-        if service is None or not service.websocket_enabled or not service.enabled:
-            return "no websocket service here", None, None
-        origin = headers.get(b"origin")
-        if origin is not None and origin not in runtime.cors.origins:
-            return "origin not allowed", None, None
-        identity = None
-        if service.auth_required and not service.is_public(path):
-            identity = self._identity(scope, headers)
-            if identity is None:
-                return "not authenticated", None, None
-            roles, scopes = service.required("GET")
-            from proxy.auth import role_satisfies
+            await self._relay(exchange, upstream)
+        finally:
+            self.runtime.respond.finish(exchange)
 
-            if (roles and not role_satisfies(identity.roles, roles)) or (
-                scopes and not scopes <= identity.scopes
-            ):
-                return "forbidden", None, None
-            tenant = runtime.snapshot.tenants.get(identity.tenant) if identity.tenant else None
-            if identity.tenant and tenant is None:
-                return "unknown tenant", None, None
-        scope["gateway_path"] = path
-        return None, service, identity
+    async def _refuse(self, exchange: Exchange, rejection: Rejection) -> None:
+        logger.info("websocket refused: %s", rejection.code, extra={"path": exchange.scope["path"]})
+        respond = self.runtime.respond
+        if _HTTP_RESPONSE_EXTENSION in exchange.scope.get("extensions", {}):
+            exchange.send = _as_websocket_http_response(exchange.send)
+            await respond.problem(exchange, rejection)
+        else:  # e.g. daphne: no denial response, only a close before the handshake (HTTP 403)
+            exchange.status = 403
+            await exchange.send({"type": "websocket.close", "code": POLICY_VIOLATION})
+        respond.finish(exchange)
 
-    def _identity(self, scope, headers):
-        runtime = self.runtime
-        authorization = headers.get(b"authorization", b"")
-        scheme, _, token = authorization.partition(b" ")
-        if scheme.lower() == b"bearer" and token:
-            raw = token.strip().decode("latin-1")
-        elif (api_key := headers.get(b"x-api-key")) is not None:
-            return identity_from_api_key(runtime.snapshot, api_key)
-        else:
-            raw = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get("access_token") or [""])[0]
-        if not raw:
-            return None
-        identity = runtime.token_verifier.verify(raw)
-        if identity is None or identity.jti in runtime.revoked_tokens:
-            return None
-        return identity
+    @staticmethod
+    def _accept_headers(exchange: Exchange) -> list[tuple[bytes, bytes]]:
+        return [(b"x-request-id", exchange.request_id.encode()), *exchange.response_headers]
 
-    async def _connect_upstream(self, scope, headers, service, target, identity):
+    async def _connect_upstream(self, exchange: Exchange, target):
         import aiohttp
 
-        query = {
-            k: v
-            for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()
-            if k != "access_token"
-        }
-        url = target.url.replace("http", "ws", 1) + service.upstream_path_for(scope["gateway_path"])
+        service = exchange.service
+        url = target.url.replace("http", "ws", 1) + service.upstream_path_for(exchange.path, exchange.prefix)
+        query = [(k, v) for k, v in parse_qsl(exchange.query.decode("latin-1")) if k != "access_token"]
         if query:
-            url += "?" + urlencode(query, doseq=True)
-        forward = {"X-Forwarded-For": scope["client"][0] if scope.get("client") else ""}
-        if identity is not None:
-            forward.update({"X-User-ID": identity.subject, "X-User-Roles": ",".join(sorted(identity.roles))})
-            if identity.tenant:
-                forward["X-Tenant-ID"] = identity.tenant
-            if identity.demo_session:
-                forward.update({"X-Demo-Mode": "true", "X-Demo-Session": identity.demo_session})
-        protocols = [
-            p.strip()
-            for p in headers.get(b"sec-websocket-protocol", b"").decode("latin-1").split(",")
-            if p.strip()
+            url += "?" + urlencode(query)
+        headers = [
+            (k, v) for k, v in upstream_headers(exchange, target) if k.lower() not in _HANDSHAKE_HEADERS
         ]
+        offered = exchange.header_index.get(b"sec-websocket-protocol", b"").decode("latin-1")
+        protocols = [p.strip() for p in offered.split(",") if p.strip()]
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(sock_connect=service.connect_timeout))
         try:
             upstream = await session.ws_connect(
-                url,
-                headers=forward,
-                protocols=protocols,
-                autoclose=False,
-                autoping=True,
-                max_msg_size=0,
+                url, headers=headers, protocols=protocols, autoclose=False, autoping=True, max_msg_size=0
             )
         except Exception as exc:
             await session.close()
@@ -139,8 +129,11 @@ class WebSocketProxy:
         upstream._gateway_session = session
         return upstream
 
-    async def _relay(self, receive, send, upstream) -> None:
+    async def _relay(self, exchange: Exchange, upstream) -> None:
         import aiohttp
+
+        receive, send = exchange.receive, exchange.send
+        refused: asyncio.Future = asyncio.get_running_loop().create_future()
 
         async def client_to_upstream():
             while True:
@@ -164,18 +157,33 @@ class WebSocketProxy:
                 elif frame.type == aiohttp.WSMsgType.ERROR:
                     await send({"type": "websocket.close", "code": INTERNAL_ERROR})
                     return
-            code = upstream.close_code or 1000
-            await send({"type": "websocket.close", "code": code})
+            await send({"type": "websocket.close", "code": upstream.close_code or 1000})
 
-        tasks = [
-            asyncio.ensure_future(client_to_upstream()),
-            asyncio.ensure_future(upstream_to_client()),
-        ]
+        def end(rejection: Rejection) -> None:
+            if not refused.done():
+                refused.set_result(rejection)
+
+        live = self.runtime.live
+        live.hold(exchange, end)
+        tasks = [asyncio.ensure_future(client_to_upstream()), asyncio.ensure_future(upstream_to_client())]
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([*tasks, refused], return_when=asyncio.FIRST_COMPLETED)
+            if refused.done():
+                code = CLOSE_CODES.get(refused.result().code, POLICY_VIOLATION)
+                await send({"type": "websocket.close", "code": code, "reason": refused.result().code})
         finally:
+            live.release(exchange)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await upstream.close()
             await upstream._gateway_session.close()
+
+
+def _as_websocket_http_response(send):
+    """Responder speaks http.response.*; a refused upgrade answers through the extension."""
+
+    async def translated(message):
+        await send({**message, "type": "websocket." + message["type"]})
+
+    return translated

@@ -7,9 +7,6 @@ LogEntry like any other admin change.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
@@ -17,8 +14,9 @@ from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.text import capfirst
 
+from gateway_project.core import breaker_board
+from gateway_project.web.admin import ChoiceListField, ListFieldsMixin, ReadOnlyAdminMixin, StringListField
 from registry.choices import Role, Scope
 from registry.constants import ALL_METHODS
 from registry.models import (
@@ -31,7 +29,7 @@ from registry.models import (
     TargetHealthCheck,
 )
 
-__all__ = ["ChoiceListField", "ListFieldsMixin", "ReadOnlyAdminMixin", "StringListField"]
+__all__ = ["ApiKeyAdmin", "ConfigStateAdmin", "RatePolicyAdmin", "ServiceAdmin", "TargetAdmin"]
 
 admin.site.site_header = "Gateway administration"
 admin.site.site_title = "Gateway admin"
@@ -45,28 +43,11 @@ PUBLIC_PATHS_HELP = "Comma-separated paths below the prefix that need no authent
 # --- Form fields for the JSON list columns ------------------------------------------------
 
 
-class StringListField(forms.CharField):
-    """A JSON list of strings edited as text, one item per line or separated by commas."""
-
-    def prepare_value(self, value):
-        return ", ".join(value) if isinstance(value, list) else value
-
-    def to_python(self, value) -> list[str]:
-        text = super().to_python(value)
-        return [item.strip() for item in re.split(r"[,\n]", text) if item.strip()]
-
-
 class JSONObjectField(forms.JSONField):
     """A JSON object field where an empty box means {} rather than an error."""
 
     def to_python(self, value):
         return super().to_python(value) if value not in (None, "") else {}
-
-
-class ChoiceListField(forms.TypedMultipleChoiceField):
-    """A JSON list of values from a fixed set, edited as checkboxes."""
-
-    widget = forms.CheckboxSelectMultiple
 
 
 def _paths(**kwargs) -> forms.Field:
@@ -92,34 +73,9 @@ def _scopes(**kwargs) -> forms.Field:
     return StringListField(**kwargs)
 
 
-class ListFieldsMixin:
-    """Edit the named JSON list fields with friendlier form fields than raw JSON."""
-
-    list_fields: dict[str, Callable[..., forms.Field]] = {}
-
-    def formfield_for_dbfield(self, db_field, request, **kwargs):
-        factory = self.list_fields.get(db_field.name)
-        if factory is None:
-            return super().formfield_for_dbfield(db_field, request, **kwargs)
-        return factory(
-            label=capfirst(db_field.verbose_name),
-            help_text=db_field.help_text,
-            required=not db_field.blank,
-        )
-
-
-class ReadOnlyAdminMixin:
-    """Records written by the system (health history, deliveries, demo sessions): view only.
-
-    Deleting stays with the usual permission: without it, deleting a target, tenant or rule
-    would be refused because its cascade reaches these records.
-    """
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
+def _shadows(**kwargs) -> forms.Field:
+    kwargs["help_text"] = "Comma-separated slugs of services this prefix knowingly takes paths from."
+    return StringListField(**kwargs)
 
 
 # --- Shared target actions --------------------------------------------------------------
@@ -165,7 +121,23 @@ class ServiceVersionInline(admin.TabularInline):
     fields = ("version", "deprecated", "deprecated_at", "sunset_at")
 
 
-class TargetInline(admin.TabularInline):
+class BreakerStateMixin:
+    """The breaker state the gateway instances published for a target (SPEC section 16)."""
+
+    @admin.display(description="Circuit breaker")
+    def breaker_state(self, target: Target) -> str:
+        if target.pk is None:
+            return "-"
+        board = breaker_board.recent_board()
+        views = board.per_instance(target.pk)
+        if not views:
+            return "no instance reporting"
+        worst = board.describe(target.pk)
+        label = f"{worst['state'].replace('_', '-')} ({worst['failure_count']} failures)"
+        return f"{label} on {sum(v['state'] == worst['state'] for v in views)} of {len(views)} instance(s)"
+
+
+class TargetInline(BreakerStateMixin, admin.TabularInline):
     model = Target
     extra = 1
     fields = (
@@ -175,10 +147,11 @@ class TargetInline(admin.TabularInline):
         "demo_only",
         "version",
         "healthy",
+        "breaker_state",
         "last_checked_at",
         "breaker_reset_at",
     )
-    readonly_fields = ("healthy", "last_checked_at", "breaker_reset_at")
+    readonly_fields = ("healthy", "breaker_state", "last_checked_at", "breaker_reset_at")
     show_change_link = True
 
 
@@ -209,6 +182,7 @@ class ServiceAdmin(ListFieldsMixin, admin.ModelAdmin):
         "write_scopes": _scopes,
         "ip_allow": _networks,
         "ip_deny": _networks,
+        "shadows": _shadows,
         "header_transforms": JSONObjectField,
     }
     fieldsets = (
@@ -218,6 +192,7 @@ class ServiceAdmin(ListFieldsMixin, admin.ModelAdmin):
             {
                 "fields": (
                     "path_prefix",
+                    "shadows",
                     "upstream_path",
                     "load_balancing",
                     "allowed_methods",
@@ -315,7 +290,7 @@ class TargetHealthCheckInline(admin.TabularInline):
 
 
 @admin.register(Target)
-class TargetAdmin(admin.ModelAdmin):
+class TargetAdmin(BreakerStateMixin, admin.ModelAdmin):
     list_display = (
         "url",
         "service",
@@ -323,6 +298,7 @@ class TargetAdmin(admin.ModelAdmin):
         "enabled",
         "demo_only",
         "healthy",
+        "breaker_state",
         "last_checked_at",
         "breaker_reset_at",
     )
@@ -331,7 +307,14 @@ class TargetAdmin(admin.ModelAdmin):
     list_select_related = ("service",)
     search_fields = ("url", "service__name", "service__slug")
     autocomplete_fields = ("service",)
-    readonly_fields = ("healthy", "last_checked_at", "breaker_reset_at", "created_at", "updated_at")
+    readonly_fields = (
+        "healthy",
+        "breaker_state",
+        "last_checked_at",
+        "breaker_reset_at",
+        "created_at",
+        "updated_at",
+    )
     fieldsets = (
         (None, {"fields": ("service", "url", "weight", "enabled", "demo_only")}),
         ("State", {"fields": readonly_fields}),

@@ -2,7 +2,7 @@
 
 from django.db import models
 
-__all__ = ["FailMode", "LoadBalancing", "RateAlgorithm", "RateScope", "Role", "Scope"]
+__all__ = ["FailMode", "LoadBalancing", "Plan", "RateAlgorithm", "RateScope", "Role", "Scope"]
 
 
 class LoadBalancing(models.TextChoices):
@@ -42,3 +42,11 @@ class Scope(models.TextChoices):
     WRITE = "write", "write"
     ADMIN = "admin", "admin"
     ALERTS_PUBLISH = "alerts:publish", "alerts:publish"
+
+
+class Plan(models.TextChoices):
+    """A tenant's plan; rate policies may apply to one plan only (SPEC sections 7 and 20)."""
+
+    FREE = "free", "Free"
+    STANDARD = "standard", "Standard"
+    ENTERPRISE = "enterprise", "Enterprise"

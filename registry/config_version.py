@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
-from registry.broadcast import prefixed, publish, sync_redis
+from gateway_project.core.broadcast import prefixed, publish, sync_redis
 from registry.models import ConfigState
 
 __all__ = ["CONFIG_CHANNEL", "VERSION_KEY", "bump_config_version", "current_config_version"]

@@ -17,7 +17,7 @@ import httpx
 from django.db import transaction
 from django.utils import timezone
 
-from registry.apidocs import refresh_due_documents
+from registry.apidocs.documents import refresh_due_documents
 from registry.constants import HEALTH_HISTORY_PER_TARGET
 from registry.models import Target, TargetHealthCheck
 

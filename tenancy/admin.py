@@ -19,12 +19,11 @@ from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 
-from alerts.models import NotificationRule
-from proxy.idp import ASYMMETRIC_ALGORITHMS
-from registry.admin import ChoiceListField, ListFieldsMixin, ReadOnlyAdminMixin
+from gateway_project.web.admin import ChoiceListField, ListFieldsMixin, ReadOnlyAdminMixin
 from registry.models import ApiKey
-from tenancy.audit import export_response
+from tenancy.audit.trail import export_response
 from tenancy.choices import SubscriptionStatus
+from tenancy.constants import ASYMMETRIC_ALGORITHMS
 from tenancy.models import AuditEvent, DemoSession, IdentityProvider, Subscription, Tenant, User
 
 __all__ = ["identity_provider_errors", "tenant_activity"]
@@ -37,11 +36,12 @@ EXPORT_ONE_TENANT = "Select one tenant to export its audit trail."
 
 def tenant_activity(tenant: Tenant, limit: int = RECENT_ACTIVITY_SHOWN) -> list[LogEntry]:
     """Admin log entries about the tenant and the objects it owns, newest first."""
+    rules = tenant.notification_rules  # alerts' model, reached without importing a higher layer
     owned = {
         Tenant: [tenant.pk],
         Subscription: Subscription.objects.filter(tenant=tenant).values_list("pk", flat=True),
         ApiKey: tenant.api_keys.values_list("pk", flat=True),
-        NotificationRule: tenant.notification_rules.values_list("pk", flat=True),
+        rules.model: rules.values_list("pk", flat=True),
         User: tenant.users.values_list("pk", flat=True),
     }
     content_types = ContentType.objects.get_for_models(*owned)

@@ -7,7 +7,7 @@ class TenancyConfig(AppConfig):
 
     def ready(self) -> None:
         from registry.signals import connect_config_signals
-        from tenancy.audit_signals import connect_audit_signals
+        from tenancy.audit.signals import connect_audit_signals
         from tenancy.models import IdentityProvider, Subscription, Tenant
 
         connect_config_signals(Tenant, Subscription, IdentityProvider)

@@ -2,7 +2,7 @@
 
 from django.db import models
 
-from registry.choices import Role
+from registry.choices import Plan, Role
 
 __all__ = ["Plan", "Role", "SubscriptionStatus"]
 
@@ -12,9 +12,3 @@ class SubscriptionStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     PAST_DUE = "past_due", "Past due"
     CANCELED = "canceled", "Canceled"
-
-
-class Plan(models.TextChoices):
-    FREE = "free", "Free"
-    STANDARD = "standard", "Standard"
-    ENTERPRISE = "enterprise", "Enterprise"

@@ -1,23 +1,35 @@
 from datetime import timedelta
 
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from registry.validators import validate_cidr_list, validate_string_list
+from registry.validators import (
+    in_range,
+    json_nulls_to_defaults,
+    validate_cidr_list,
+    validate_lowercase_slug,
+    validate_role_mapping,
+    validate_string_list,
+)
 from tenancy.choices import Plan, Role, SubscriptionStatus
+from tenancy.constants import DEFAULT_GRACE_DAYS, GRACE_DAYS_RANGE, PERIOD_END_MAX_DAYS_AHEAD
 
 __all__ = ["AuditEvent", "DemoSession", "IdentityProvider", "Subscription", "Tenant", "User"]
-
-DEFAULT_GRACE_DAYS = 7
 
 
 class Tenant(models.Model):
     """A customer organisation: its users, keys and alerts are isolated from other tenants'."""
 
     name = models.CharField(max_length=100, unique=True)
-    slug = models.SlugField(max_length=50, unique=True, help_text="Sent upstream as X-Tenant-ID.")
+    slug = models.SlugField(
+        max_length=50,
+        unique=True,
+        validators=[validate_lowercase_slug],
+        help_text="Lowercase; sent upstream as X-Tenant-ID.",
+    )
     plan = models.CharField(max_length=32, choices=Plan.choices, default=Plan.STANDARD)
     read_only = models.BooleanField(default=False)
     read_only_reason = models.CharField(max_length=300, blank=True)
@@ -37,9 +49,16 @@ class Tenant(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            # With unique=True this makes slugs unique ignoring case, in the database too.
+            models.CheckConstraint(condition=models.Q(slug=Lower("slug")), name="tenant_slug_lowercase"),
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        json_nulls_to_defaults(self)
 
 
 class Subscription(models.Model):
@@ -50,7 +69,11 @@ class Subscription(models.Model):
         max_length=16, choices=SubscriptionStatus.choices, default=SubscriptionStatus.ACTIVE
     )
     current_period_end = models.DateTimeField()
-    grace_days = models.PositiveSmallIntegerField(default=DEFAULT_GRACE_DAYS)
+    grace_days = models.PositiveSmallIntegerField(
+        default=DEFAULT_GRACE_DAYS,
+        validators=in_range(GRACE_DAYS_RANGE),
+        help_text="Days a lapsed tenant keeps access after the period ends.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -59,6 +82,14 @@ class Subscription(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant}: {self.get_status_display()} until {self.current_period_end:%Y-%m-%d}"
+
+    def clean(self) -> None:
+        latest = timezone.now() + timedelta(days=PERIOD_END_MAX_DAYS_AHEAD)
+        if self.current_period_end is not None and self.current_period_end > latest:
+            raise ValidationError(
+                {"current_period_end": f"Choose a date before {latest:%Y-%m-%d}."},
+                code="period_end_too_far",
+            )
 
     @property
     def grace_ends_at(self):
@@ -137,6 +168,7 @@ class IdentityProvider(models.Model):
     role_mapping = models.JSONField(
         default=dict,
         blank=True,
+        validators=[validate_role_mapping],
         help_text='External role -> gateway role, e.g. {"bakery-admin": "admin"}.',
     )
     enabled = models.BooleanField(default=True)
@@ -148,6 +180,9 @@ class IdentityProvider(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.issuer})"
+
+    def clean(self) -> None:
+        json_nulls_to_defaults(self)
 
 
 class AuditEvent(models.Model):

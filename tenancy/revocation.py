@@ -14,7 +14,7 @@ import time
 
 from django.conf import settings
 
-from registry.broadcast import prefixed, publish, sync_redis
+from gateway_project.core.broadcast import prefixed, publish, sync_redis
 
 __all__ = ["REVOKED_CHANNEL", "RevokedTokens", "is_revoked", "revoke_jti", "revoked_tokens"]
 
@@ -31,13 +31,17 @@ class RevokedTokens:
         self._expiry: dict[str, float] = {}
         self._lock = threading.Lock()
         self._next_prune = 0.0
+        self.generation = 0  # moves on every change: open connections are checked again
 
     def add(self, jti: str, expires_at: float) -> None:
         with self._lock:
             self._expiry[jti] = expires_at
+            self.generation += 1
 
     def merge(self, entries: dict[str, float]) -> None:
         with self._lock:
+            if any(jti not in self._expiry for jti in entries):
+                self.generation += 1
             self._expiry.update(entries)
 
     def __contains__(self, jti: str) -> bool:

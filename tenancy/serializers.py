@@ -133,6 +133,6 @@ class UserSerializer(serializers.ModelSerializer):
         }
 
     def get_scopes(self, user) -> list[str]:
-        from registry.constants import ROLE_SCOPES
+        from gateway_project.core.roles import ROLE_SCOPES
 
         return list(ROLE_SCOPES.get(user.role, ()))

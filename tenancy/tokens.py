@@ -13,7 +13,7 @@ from rest_framework_simplejwt.backends import TokenBackend
 from rest_framework_simplejwt.exceptions import TokenBackendError
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from registry.constants import ROLE_SCOPES
+from gateway_project.core.roles import ROLE_SCOPES
 from tenancy.keys import key_ring
 
 __all__ = ["GatewayAccessToken", "GatewayRefreshToken", "decode_gateway_token", "tokens_for_user"]

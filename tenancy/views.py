@@ -21,10 +21,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
 
-from gateway_project.problems import problem_response
-from tenancy.client_ip import client_ip
+from gateway_project.core.clientip import client_ip
+from gateway_project.web.problems import problem_response
 from tenancy.keys import key_ring
-from tenancy.mfa import MFA_METHODS, SecondFactor, check_second_factor
+from tenancy.mfa.second_factor import MFA_METHODS, SecondFactor, check_second_factor
 from tenancy.models import DemoSession, Tenant, User
 from tenancy.revocation import revoke_jti
 from tenancy.serializers import (

@@ -47,7 +47,7 @@ def _fresh_cache():
         else:
             cache.clear()
         if settings.REDIS_URL:
-            from registry.broadcast import sync_redis
+            from gateway_project.core.broadcast import sync_redis
 
             client = sync_redis()
             keys = list(client.scan_iter(f"{settings.CACHE_KEY_PREFIX}:*", count=1000))

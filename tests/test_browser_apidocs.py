@@ -23,7 +23,7 @@ def upstreams():
 
 @pytest.fixture
 def gateway(transactional_db, settings):
-    settings.ROOT_URLCONF = "tests.registry.test_apidocs"  # includes registry.apidocs_urls
+    settings.ROOT_URLCONF = "tests.registry.test_apidocs"  # includes registry.apidocs.urls
     settings.RATE_LIMIT_DEFAULT = ""
     server = GatewayServer().start()
     yield server

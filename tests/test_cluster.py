@@ -1,4 +1,4 @@
-"""`make cluster` (gateway_project.cluster): two instances behind a round-robin front."""
+"""`make cluster` (gateway_project.dev.cluster): two instances behind a round-robin front."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 
 from fixtures.demo_data import ADMIN_PASSWORD, DEMO_PASSWORD
 from fixtures.demo_ports import demo_port_map
-from gateway_project import cluster
+from gateway_project.dev import cluster
 from tests.conftest import require
 from tests.live import demo_admin_session, wait_until
 from tests.test_demo_upstream import free_port_block
@@ -287,7 +287,7 @@ def test_make_cluster_balances_two_instances_and_ctrl_c_stops_every_child(
         DEMO_UPSTREAM_BASE_PORT=str(upstream_base),
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway_project.cluster"],
+        [sys.executable, "-m", "gateway_project.dev.cluster"],
         cwd=BASE_DIR,
         env=env,
         stdout=subprocess.PIPE,

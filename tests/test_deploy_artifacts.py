@@ -20,7 +20,7 @@ import pytest
 import yaml
 from django.urls import resolve
 
-from gateway_project import cluster, devrun
+from gateway_project.dev import cluster, devrun
 from tests.conftest import require
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -39,7 +39,7 @@ PROBES = {
 }
 PLACEHOLDER = "CHANGE-ME"
 GATEWAY_IMAGE = "django-api-gateway"
-# Read by libraries or the runtime rather than through gateway_project.env.
+# Read by libraries or the runtime rather than through gateway_project.core.env.
 RUNTIME_ENV = {
     "DJANGO_SETTINGS_MODULE",
     "PROMETHEUS_MULTIPROC_DIR",

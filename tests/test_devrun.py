@@ -1,4 +1,4 @@
-"""`make run` (gateway_project.devrun): starts everything, says how to log in, stops everything."""
+"""`make run` (gateway_project.dev.devrun): starts everything, says how to log in, stops everything."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 
 from fixtures.demo_data import DEMO_PASSWORD
 from fixtures.demo_ports import demo_port_map
-from gateway_project import devrun
+from gateway_project.dev import devrun
 from tests.live import demo_admin_session
 from tests.test_demo_upstream import free_port_block
 
@@ -145,7 +145,7 @@ def test_make_run_starts_everything_and_ctrl_c_stops_every_child(tmp_path):
         DEBUG="1",
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway_project.devrun"],
+        [sys.executable, "-m", "gateway_project.dev.devrun"],
         cwd=BASE_DIR,
         env=env,
         stdout=subprocess.PIPE,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from alerts.models import Alert, NotificationRule
-from registry.api.serializers import FullCleanModelSerializer
+from gateway_project.web.serializers import FullCleanModelSerializer
 from tenancy.models import Tenant
 
 __all__ = ["AlertRecordSerializer", "NotificationRuleSerializer"]

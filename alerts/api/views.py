@@ -8,12 +8,8 @@ from rest_framework import filters, viewsets
 from alerts.api.serializers import AlertRecordSerializer, NotificationRuleSerializer
 from alerts.choices import Channel, Severity
 from alerts.models import Alert, NotificationRule
-from registry.api.views import (
-    ManagementViewSet,
-    NotFoundProblemMixin,
-    QueryFilter,
-    QueryParamFilterBackend,
-)
+from gateway_project.web.filters import QueryFilter, QueryParamFilterBackend
+from gateway_project.web.viewsets import ManagementViewSet, NotFoundProblemMixin
 
 __all__ = ["AlertViewSet", "NotificationRuleViewSet"]
 

@@ -7,66 +7,26 @@ uniqueness) before anything is written, so the API refuses exactly what the admi
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
 
-from django.core.exceptions import NON_FIELD_ERRORS
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models, transaction
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
-from rest_framework.settings import api_settings
 
-from proxy.breaker import BreakerState, breakers
+from gateway_project.core import breaker_board
+from gateway_project.web.serializers import FullCleanModelSerializer, clean_model_instance
 from registry.models import ApiKey, RatePolicy, Service, ServiceVersion, Target, TargetHealthCheck
-from tenancy.models import Tenant
 
 __all__ = [
     "ApiKeySerializer",
     "ApiKeyWithSecretSerializer",
     "CircuitBreakerSerializer",
     "ConfigVersionSerializer",
-    "FullCleanModelSerializer",
     "HealthCheckRequestSerializer",
     "HealthReportSerializer",
     "RatePolicySerializer",
     "ServiceSerializer",
     "TargetSerializer",
-    "clean_model_instance",
 ]
-
-
-def clean_model_instance(instance: models.Model, attrs: dict, exclude: Iterable[str] = ()) -> dict:
-    """Apply `attrs` to `instance`, run `full_clean()`, return attrs as the model normalised them.
-
-    Django's ValidationError becomes DRF's, keyed by field (non-field errors under
-    NON_FIELD_ERRORS_KEY), so the problem body's `errors` names each field.
-    """
-    field_names = {f.name for f in instance._meta.concrete_fields if not f.primary_key}
-    for name, value in attrs.items():
-        if name in field_names:
-            setattr(instance, name, value)
-    skipped = {f.name for f in instance._meta.concrete_fields if not f.editable}
-    try:
-        instance.full_clean(exclude=sorted(skipped | set(exclude)))
-    except DjangoValidationError as exc:
-        detail = serializers.as_serializer_error(exc)
-        if NON_FIELD_ERRORS in detail:
-            detail[api_settings.NON_FIELD_ERRORS_KEY] = detail.pop(NON_FIELD_ERRORS)
-        raise serializers.ValidationError(detail) from exc
-    return {name: getattr(instance, name) if name in field_names else value for name, value in attrs.items()}
-
-
-class FullCleanModelSerializer(serializers.ModelSerializer):
-    """A ModelSerializer that validates through the model (`full_clean()`) on a scratch copy."""
-
-    #: Model fields `full_clean()` must skip (relations the serializer saves itself).
-    clean_exclude: tuple[str, ...] = ()
-
-    def validate(self, attrs: dict) -> dict:
-        attrs = super().validate(attrs)
-        model = self.Meta.model
-        scratch = copy.copy(self.instance) if self.instance is not None else model()
-        return clean_model_instance(scratch, attrs, self.clean_exclude)
 
 
 # --- Services and targets ---------------------------------------------------------------
@@ -98,7 +58,7 @@ class ServiceSerializer(FullCleanModelSerializer):
     class Meta:
         model = Service
         fields = (
-            "id", "name", "slug", "description", "path_prefix", "upstream_path", "load_balancing",
+            "id", "name", "slug", "description", "path_prefix", "shadows", "upstream_path", "load_balancing",
             "connect_timeout", "read_timeout", "retries", "allowed_methods", "auth_required",
             "public_paths", "read_roles", "read_scopes", "write_roles", "write_scopes",
             "breaker_failure_threshold", "breaker_failure_window", "breaker_minimum_throughput",
@@ -220,35 +180,55 @@ class TargetSerializer(FullCleanModelSerializer):
 
 # --- Circuit breakers and health --------------------------------------------------------
 
-BREAKER_STATES = (BreakerState.CLOSED, BreakerState.HALF_OPEN, BreakerState.OPEN)
+
+class BreakerInstanceSerializer(serializers.Serializer):
+    """One gateway instance's breaker for the target, as that instance last published it."""
+
+    instance = serializers.CharField()
+    state = serializers.ChoiceField(choices=breaker_board.STATES)
+    failure_count = serializers.IntegerField()
+    time_until_retry = serializers.FloatField(help_text="Seconds until a trial request.")
+    updated_at = serializers.FloatField(help_text="When the instance published it (epoch seconds).")
 
 
 class CircuitBreakerSerializer(serializers.ModelSerializer):
-    """A target with this instance's breaker state for it (SPEC section 8)."""
+    """A target with the breaker state every live instance published (SPEC sections 8, 16):
+    `state`, `failure_count` and `time_until_retry` are the most severe instance's."""
 
     target_id = serializers.IntegerField(source="pk", read_only=True)
     service = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     state = serializers.SerializerMethodField()
     failure_count = serializers.SerializerMethodField()
     time_until_retry = serializers.SerializerMethodField(help_text="Seconds until a trial request.")
+    instances = serializers.SerializerMethodField()
 
     class Meta:
         model = Target
         fields = (
             "target_id", "service", "url", "enabled", "healthy", "state", "failure_count",
-            "time_until_retry", "breaker_reset_at",
+            "time_until_retry", "breaker_reset_at", "instances",
         )  # fmt: skip
         read_only_fields = fields
 
-    @extend_schema_field(serializers.ChoiceField(choices=BREAKER_STATES))
+    def _board(self) -> breaker_board.Board:
+        board = self.context.get("breaker_board")
+        if board is None:  # read once per response, not once per field
+            board = self.context["breaker_board"] = breaker_board.read_board()
+        return board
+
+    @extend_schema_field(serializers.ChoiceField(choices=breaker_board.STATES))
     def get_state(self, target: Target) -> str:
-        return breakers.describe(target.pk)["state"]
+        return self._board().describe(target.pk)["state"]
 
     def get_failure_count(self, target: Target) -> int:
-        return breakers.describe(target.pk)["failure_count"]
+        return self._board().describe(target.pk)["failure_count"]
 
     def get_time_until_retry(self, target: Target) -> float:
-        return breakers.describe(target.pk)["time_until_retry"]
+        return self._board().describe(target.pk)["time_until_retry"]
+
+    @extend_schema_field(BreakerInstanceSerializer(many=True))
+    def get_instances(self, target: Target) -> list[dict]:
+        return self._board().per_instance(target.pk)
 
 
 class HealthCheckResultSerializer(serializers.ModelSerializer):
@@ -324,7 +304,10 @@ class RatePolicySerializer(FullCleanModelSerializer):
 class ApiKeySerializer(FullCleanModelSerializer):
     """An API key as it is listed: its visible prefix, never its secret or hash."""
 
-    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
+    # The tenant model through the key's foreign key: the registry sits below tenancy.
+    tenant = serializers.SlugRelatedField(
+        slug_field="slug", queryset=ApiKey._meta.get_field("tenant").related_model.objects.all()
+    )
     is_active = serializers.BooleanField(read_only=True)
 
     class Meta:
@@ -337,7 +320,7 @@ class ApiKeySerializer(FullCleanModelSerializer):
             "prefix", "revoked", "revoked_at", "last_used_at", "created_at", "updated_at",
         )  # fmt: skip
 
-    def validate_tenant(self, tenant: Tenant) -> Tenant:
+    def validate_tenant(self, tenant: models.Model) -> models.Model:
         # A key belongs to one tenant for life: moving it would hand a secret to another tenant.
         if self.instance is not None and tenant.pk != self.instance.tenant_id:
             raise serializers.ValidationError("An API key cannot move to another tenant.")

@@ -1,31 +1,24 @@
-"""Management API views for the registry, and the pieces every app's management API shares.
-
-Shared: `QueryFilter` / `QueryParamFilterBackend` (simple `?name=value` filters that also
-appear in the OpenAPI schema), and `ManagementViewSet`, which records each change in
-Django's LogEntry like the admin does, so API changes show in a tenant's history too.
+"""Management API views for the registry: services, targets, versions, policies, keys, breakers,
+health and config. The bases they share with other apps are in `gateway_project.web`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
-from django.db import transaction
-from django.db.models import OuterRef, ProtectedError, QuerySet, Subquery
-from django.http import Http404
+from django.contrib.admin.models import CHANGE
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import filters, mixins, serializers, viewsets
+from rest_framework import filters, mixins, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.filters import BaseFilterBackend
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gateway_project.problems import ProblemSerializer, problem_response
-from proxy.problems import PROBLEM_CONTENT_TYPE
+from gateway_project.core.problems import PROBLEM_CONTENT_TYPE
+from gateway_project.web.filters import QueryFilter, QueryParamFilterBackend
+from gateway_project.web.problems import ProblemSerializer, problem_response
+from gateway_project.web.viewsets import ManagementViewSet, NoBody, NotFoundProblemMixin, record_change
 from registry.api.serializers import (
     ApiKeySerializer,
     ApiKeyWithSecretSerializer,
@@ -48,131 +41,11 @@ __all__ = [
     "ConfigView",
     "HealthCheckView",
     "HealthView",
-    "ManagementViewSet",
-    "NotFoundProblemMixin",
-    "QueryFilter",
-    "QueryParamFilterBackend",
     "RatePolicyViewSet",
     "ServiceVersionViewSet",
     "ServiceViewSet",
     "TargetViewSet",
-    "record_change",
 ]
-
-_TRUE, _FALSE = frozenset({"true", "1", "yes"}), frozenset({"false", "0", "no"})
-
-
-# --- Shared by every app's management API -----------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class QueryFilter:
-    """One `?name=value` list filter: an ORM lookup, a value type and the allowed values."""
-
-    lookup: str
-    boolean: bool = False
-    choices: tuple[str, ...] = ()
-    description: str = ""
-
-    def parse(self, raw: str):
-        if self.boolean:
-            if raw.lower() in _TRUE | _FALSE:
-                return raw.lower() in _TRUE
-            raise ValueError("Use true or false.")
-        if self.choices and raw not in self.choices:
-            raise ValueError(f"Use one of: {', '.join(self.choices)}.")
-        return raw
-
-    def openapi_parameter(self, name: str) -> dict:
-        schema = {"type": "boolean"} if self.boolean else {"type": "string"}
-        if self.choices:
-            schema["enum"] = list(self.choices)
-        return {
-            "name": name, "in": "query", "required": False, "schema": schema,
-            "description": self.description or f"Only items whose {name} is this value.",
-        }  # fmt: skip
-
-
-class QueryParamFilterBackend(BaseFilterBackend):
-    """Filters a list by the view's `query_filters`; a bad value is a 400 naming the parameter."""
-
-    def filter_queryset(self, request: Request, queryset: QuerySet, view) -> QuerySet:
-        lookups, errors = {}, {}
-        for name, spec in getattr(view, "query_filters", {}).items():
-            raw = request.query_params.get(name, "")
-            if not raw:
-                continue
-            try:
-                lookups[spec.lookup] = spec.parse(raw)
-            except ValueError as exc:
-                errors[name] = [str(exc)]
-        if errors:
-            raise ValidationError(errors)
-        return queryset.filter(**lookups)
-
-    def get_schema_operation_parameters(self, view) -> list[dict]:
-        filters_ = getattr(view, "query_filters", {})
-        return [spec.openapi_parameter(name) for name, spec in filters_.items()]
-
-
-def record_change(request: Request, obj, flag: int, message: str) -> None:
-    """Write the admin's LogEntry for a change made through the API (tenant history, audit)."""
-    LogEntry.objects.log_actions(
-        user_id=request.user.pk, queryset=[obj], action_flag=flag,
-        change_message=message, single_object=True,
-    )  # fmt: skip
-
-
-class NotFoundProblemMixin:
-    """A missing object is DRF's NotFound, so the problem body says NOT_FOUND.
-
-    (get_object() raises Django's Http404, which the problem handler does not map yet.)
-    """
-
-    def get_object(self):
-        try:
-            return super().get_object()
-        except Http404 as exc:
-            raise NotFound() from exc
-
-
-class ManagementViewSet(NotFoundProblemMixin, viewsets.ModelViewSet):
-    """CRUD for staff: filtered, searchable, ordered, paginated, every change logged."""
-
-    filter_backends = (QueryParamFilterBackend, filters.SearchFilter, filters.OrderingFilter)
-    query_filters: dict[str, QueryFilter] = {}
-
-    def perform_create(self, serializer) -> None:
-        with transaction.atomic():
-            serializer.save()
-            record_change(self.request, serializer.instance, ADDITION, "Added through the API.")
-
-    def perform_update(self, serializer) -> None:
-        changed = ", ".join(sorted(serializer.validated_data)) or "nothing"
-        with transaction.atomic():
-            serializer.save()
-            record_change(self.request, serializer.instance, CHANGE, f"Changed {changed} through the API.")
-
-    def perform_destroy(self, instance) -> None:
-        with transaction.atomic():
-            record_change(self.request, instance, DELETION, "Deleted through the API.")
-            instance.delete()
-
-    def destroy(self, request: Request, *args, **kwargs):
-        try:
-            return super().destroy(request, *args, **kwargs)
-        except ProtectedError as exc:
-            blockers = sorted({str(obj._meta.verbose_name_plural) for obj in exc.protected_objects})
-            return problem_response(
-                request,
-                "CONFLICT",
-                f"Still referenced by {', '.join(blockers)}: remove those first.",
-            )
-
-
-class NoBody(serializers.Serializer):
-    """Actions that take no request body (the browsable API shows no form for them)."""
-
 
 # --- Services and targets ---------------------------------------------------------------
 
@@ -291,7 +164,8 @@ class ApiKeyViewSet(ManagementViewSet):
 class CircuitBreakerViewSet(
     NotFoundProblemMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
-    """Every target's breaker as this instance sees it; a reset reaches every instance."""
+    """Every target's breaker as each live gateway instance published it; a reset reaches every
+    instance."""
 
     queryset = Target.objects.select_related("service")
     serializer_class = CircuitBreakerSerializer

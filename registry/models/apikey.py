@@ -1,11 +1,12 @@
 import hashlib
 import secrets
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
 from registry.choices import Role
-from registry.validators import validate_string_list
+from registry.validators import json_nulls_to_defaults, validate_scope_list
 
 __all__ = ["ApiKey", "hash_api_key"]
 
@@ -26,7 +27,7 @@ class ApiKey(models.Model):
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=16, editable=False, db_index=True)
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
-    scopes = models.JSONField(default=list, blank=True, validators=[validate_string_list])
+    scopes = models.JSONField(default=list, blank=True, validators=[validate_scope_list])
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked = models.BooleanField(default=False)
@@ -41,6 +42,21 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+    def clean(self) -> None:
+        json_nulls_to_defaults(self)
+        if self.expires_at is not None and self.expires_at <= timezone.now() and self._expiry_changed():
+            raise ValidationError(
+                {"expires_at": "Choose a moment in the future (or none: the key never expires)."},
+                code="expiry_in_past",
+            )
+
+    def _expiry_changed(self) -> bool:
+        """A key that has since expired may still be edited (renamed, revoked) as it is."""
+        if self._state.adding or self.pk is None:
+            return True
+        stored = ApiKey.objects.filter(pk=self.pk).values_list("expires_at", flat=True).first()
+        return stored != self.expires_at
 
     def assign_new_secret(self) -> str:
         """Give the key a fresh secret and return it; the caller shows it once, we keep the hash."""

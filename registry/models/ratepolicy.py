@@ -1,9 +1,10 @@
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.core.validators import RegexValidator
 from django.db import models
 
-from registry.choices import FailMode, RateAlgorithm, RateScope, Role
-from registry.validators import validate_method_list
+from registry.choices import FailMode, Plan, RateAlgorithm, RateScope, Role
+from registry.constants import RATE_BURST_RANGE, RATE_LIMIT_RANGE, RATE_WINDOW_SECONDS_RANGE
+from registry.validators import in_range, json_nulls_to_defaults, validate_method_list
 
 __all__ = ["RatePolicy"]
 
@@ -31,14 +32,17 @@ class RatePolicy(models.Model):
         help_text="Empty: every method.",
     )
     role = models.CharField(max_length=16, choices=Role.choices, blank=True)
-    plan = models.CharField(max_length=32, blank=True, help_text="Applies to tenants on this plan.")
-    limit = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(10**9)])
-    window_seconds = models.PositiveIntegerField(
-        validators=[MinValueValidator(1), MaxValueValidator(31 * 86400)]
+    plan = models.CharField(
+        max_length=32,
+        choices=Plan.choices,
+        blank=True,
+        help_text="Applies to tenants on this plan; empty: every plan.",
     )
+    limit = models.PositiveIntegerField(validators=in_range(RATE_LIMIT_RANGE))
+    window_seconds = models.PositiveIntegerField(validators=in_range(RATE_WINDOW_SECONDS_RANGE))
     burst = models.PositiveIntegerField(
         default=0,
-        validators=[MaxValueValidator(10**9)],
+        validators=in_range(RATE_BURST_RANGE),
         help_text="GCRA only: requests allowed at once on top of the steady rate.",
     )
     algorithm = models.CharField(
@@ -57,6 +61,7 @@ class RatePolicy(models.Model):
         return f"{self.name}: {self.limit}/{self.window_seconds}s per {self.scope}"
 
     def clean(self) -> None:
+        json_nulls_to_defaults(self)
         self.methods = sorted({m.upper() for m in self.methods or []})
         if self.burst and self.algorithm != RateAlgorithm.GCRA:
             raise ValidationError({"burst": "Burst applies to the GCRA algorithm only."})

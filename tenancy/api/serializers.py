@@ -6,7 +6,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from registry.api.serializers import FullCleanModelSerializer
+from gateway_project.web.serializers import FullCleanModelSerializer
 from tenancy.admin import identity_provider_errors, read_only_reason_error
 from tenancy.models import IdentityProvider, Subscription, Tenant
 

@@ -12,20 +12,15 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from registry.api.views import (
-    ManagementViewSet,
-    NotFoundProblemMixin,
-    QueryFilter,
-    QueryParamFilterBackend,
-    record_change,
-)
+from gateway_project.web.filters import QueryFilter, QueryParamFilterBackend
+from gateway_project.web.viewsets import ManagementViewSet, NotFoundProblemMixin, record_change
 from tenancy.api.serializers import (
     IdentityProviderSerializer,
     ReadOnlyToggleSerializer,
     SubscriptionSerializer,
     TenantSerializer,
 )
-from tenancy.audit import (
+from tenancy.audit.trail import (
     AUDITED_MODEL_LABELS,
     AuditAction,
     AuditSource,
@@ -38,7 +33,7 @@ from tenancy.models import AuditEvent, IdentityProvider, Subscription, Tenant
 __all__ = ["AuditEventViewSet", "IdentityProviderViewSet", "SubscriptionViewSet", "TenantViewSet"]
 
 
-# --- Audit trail bodies (the export's own shape: see tenancy.audit.event_record) ----------
+# --- Audit trail bodies (the export's own shape: see tenancy.audit.trail.event_record) ----------
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
@@ -179,3 +174,16 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+
+
+class GatewayIdentityScheme(OpenApiAuthenticationExtension):
+    """Endpoints whose client tokens the door verifies take a bearer JWT or an API key."""
+
+    target_class = "tenancy.authentication.GatewayIdentityAuthentication"
+    name = ["clientBearerAuth", "clientApiKeyAuth"]
+
+    def get_security_definition(self, auto_schema):
+        return [
+            {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        ]

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.admin.models import LogEntry
-from django.urls import reverse
 from django.utils.html import escape
 
 from alerts.models import Alert, NotificationDelivery, NotificationRule
-
-
-def admin_url(model, view: str, *args) -> str:
-    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
+from tests.control_plane import admin_url
 
 
 @pytest.fixture

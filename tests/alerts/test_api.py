@@ -6,17 +6,9 @@ import pytest
 
 from alerts.models import Alert, NotificationRule
 from tenancy.models import Tenant
+from tests.control_plane import assert_problem
 
 MANAGE = "/api/manage"
-PROBLEM = "application/problem+json"
-
-
-def assert_problem(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == PROBLEM
-    body = response.json()
-    assert body["code"] == code
-    return body
 
 
 @pytest.fixture

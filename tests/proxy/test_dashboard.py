@@ -40,7 +40,7 @@ def clear_shared_traffic() -> None:
 
     if not settings.REDIS_URL:
         return
-    from registry.broadcast import sync_redis
+    from gateway_project.core.broadcast import sync_redis
 
     client = sync_redis()
     keys = list(client.scan_iter(f"{settings.CACHE_KEY_PREFIX}:traffic:*"))

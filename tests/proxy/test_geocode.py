@@ -10,10 +10,12 @@ import zlib
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
+import httpx
 import pytest
 from rest_framework.test import APIClient
 
-from proxy.geocode import SLOT_MARGIN_SECONDS, reset_upstream_slots
+from gateway_project.ops.geocode import SLOT_MARGIN_SECONDS, reset_upstream_slots
+from tests.control_plane import assert_problem
 from tests.live import Received, RecordingUpstream, free_port
 
 URL = "/api/v1/geocode"
@@ -108,16 +110,6 @@ def client(member_user) -> APIClient:
 
 def search(client: APIClient, **body):
     return client.post(URL, body, format="json")
-
-
-def assert_problem(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == "application/problem+json"
-    document = response.json()
-    assert document["code"] == code
-    assert document["status"] == status
-    assert document["instance"] == URL
-    return document
 
 
 # --- Searching and caching ---------------------------------------------------------------
@@ -245,7 +237,7 @@ def test_a_wait_beyond_the_bound_is_refused_with_retry_after(client, nominatim, 
 
     response = search(client, q="Cuenca")
 
-    assert_problem(response, 503, "SERVICE_UNAVAILABLE")
+    assert_problem(response, 503, "SERVICE_UNAVAILABLE", instance=URL)
     assert response["Retry-After"] == str(math.ceil(settings.GEOCODE_MIN_INTERVAL + SLOT_MARGIN_SECONDS))
     assert len(nominatim.hits("/search")) == 1
 
@@ -263,7 +255,7 @@ def test_the_schedule_is_shared_through_redis(client, nominatim, settings, redis
     redis_client.set(key, next_free_ms, px=1500)
     response = search(client, q="Teruel")
 
-    assert_problem(response, 503, "SERVICE_UNAVAILABLE")
+    assert_problem(response, 503, "SERVICE_UNAVAILABLE", instance=URL)
     assert response["Retry-After"] == "2"
     assert len(nominatim.hits("/search")) == 1
 
@@ -274,7 +266,7 @@ def test_the_schedule_is_shared_through_redis(client, nominatim, settings, redis
 def test_upstream_server_error_is_a_bad_gateway_and_not_cached(client, nominatim):
     nominatim.status = 500
 
-    assert_problem(search(client, q="Cádiz"), 502, "BAD_GATEWAY")
+    assert_problem(search(client, q="Cádiz"), 502, "BAD_GATEWAY", instance=URL)
 
     nominatim.status = 200
     response = search(client, q="Cádiz")
@@ -290,20 +282,20 @@ def test_slow_upstream_is_an_upstream_timeout(client, nominatim, settings):
     started = time.monotonic()
     response = search(client, q="Zaragoza")
 
-    assert_problem(response, 504, "UPSTREAM_TIMEOUT")
+    assert_problem(response, 504, "UPSTREAM_TIMEOUT", instance=URL)
     assert time.monotonic() - started < 0.6
 
 
 def test_unreachable_upstream_is_a_bad_gateway(client, settings):
     settings.NOMINATIM_URL = f"http://127.0.0.1:{free_port()}"
 
-    assert_problem(search(client, q="Murcia"), 502, "BAD_GATEWAY")
+    assert_problem(search(client, q="Murcia"), 502, "BAD_GATEWAY", instance=URL)
 
 
 def test_upstream_body_that_is_not_a_place_list_is_a_bad_gateway(client, nominatim):
     nominatim.body = b"<html>maintenance</html>"
 
-    assert_problem(search(client, q="Huesca"), 502, "BAD_GATEWAY")
+    assert_problem(search(client, q="Huesca"), 502, "BAD_GATEWAY", instance=URL)
 
 
 def test_upstream_429_backs_off_the_whole_gateway(client, nominatim):
@@ -314,9 +306,9 @@ def test_upstream_429_backs_off_the_whole_gateway(client, nominatim):
     nominatim.status = 200
     second = search(client, q="Almería")
 
-    assert_problem(first, 503, "SERVICE_UNAVAILABLE")
+    assert_problem(first, 503, "SERVICE_UNAVAILABLE", instance=URL)
     assert first["Retry-After"] == "30"
-    assert_problem(second, 503, "SERVICE_UNAVAILABLE")
+    assert_problem(second, 503, "SERVICE_UNAVAILABLE", instance=URL)
     assert 29 <= int(second["Retry-After"]) <= 30
     assert len(nominatim.hits("/search")) == 1
 
@@ -341,7 +333,7 @@ def test_upstream_429_backs_off_the_whole_gateway(client, nominatim):
 def test_invalid_body_is_a_validation_error_naming_the_field(client, nominatim, body, field_name):
     response = client.post(URL, body, format="json")
 
-    document = assert_problem(response, 400, "VALIDATION_ERROR")
+    document = assert_problem(response, 400, "VALIDATION_ERROR", instance=URL)
     assert list(document["errors"]) == [field_name]
     assert nominatim.hits() == []
 
@@ -353,32 +345,50 @@ def test_longest_query_is_accepted(client, nominatim):
 def test_anonymous_caller_is_refused(nominatim, db):
     response = APIClient().post(URL, {"q": "Madrid"}, format="json")
 
-    assert_problem(response, 401, "AUTH_ERROR")
+    assert_problem(response, 401, "AUTH_ERROR", instance=URL)
     assert response["WWW-Authenticate"].startswith("Bearer")
     assert nominatim.hits() == []
 
 
-def test_bearer_token_is_accepted(member_user, nominatim):
+def test_bearer_token_is_accepted_through_the_gateway(member_user, nominatim, gateway):
+    """Client tokens are verified at the door by the data plane's policy chain (SPEC 16)."""
     from tenancy.tokens import tokens_for_user
 
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens_for_user(member_user)['access']}")
+    headers = {"Authorization": f"Bearer {tokens_for_user(member_user)['access']}"}
+    response = httpx.post(f"{gateway.url}{URL}", json={"q": "Oviedo"}, headers=headers, timeout=5)
 
-    assert search(client, q="Oviedo").status_code == 200
+    assert response.status_code == 200 and response.json()["query"] == "Oviedo"
 
 
-def test_api_key_is_accepted(tenant, nominatim):
+def test_api_key_is_accepted_through_the_gateway(tenant, nominatim, gateway):
     from registry.models import ApiKey
 
     key = ApiKey(tenant=tenant, name="maps", role="member", scopes=["read"])
     secret = key.assign_new_secret()
     key.save()
-    client = APIClient()
-    client.credentials(HTTP_X_API_KEY=secret)
+    gateway.sync()
 
-    assert search(client, q="Gijón").status_code == 200
-    client.credentials(HTTP_X_API_KEY=secret + "x")
-    assert_problem(search(client, q="Gijón"), 401, "AUTH_ERROR")
+    accepted = httpx.post(
+        f"{gateway.url}{URL}", json={"q": "Gijón"}, headers={"X-API-Key": secret}, timeout=5
+    )
+    forged = httpx.post(
+        f"{gateway.url}{URL}", json={"q": "Gijón"}, headers={"X-API-Key": secret + "x"}, timeout=5
+    )
+
+    assert accepted.status_code == 200
+    assert forged.status_code == 401 and forged.json()["code"] == "AUTH_ERROR"
+    assert forged.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_a_client_token_outside_the_gateway_door_is_not_trusted(member_user, nominatim):
+    """Django's own test client skips the door: a bearer token alone authenticates nothing."""
+    from tenancy.tokens import tokens_for_user
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens_for_user(member_user)['access']}")
+
+    assert_problem(search(client, q="Oviedo"), 401, "AUTH_ERROR", instance=URL)
+    assert nominatim.hits() == []
 
 
 def test_session_is_accepted(member_client, nominatim):

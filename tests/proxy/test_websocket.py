@@ -1,5 +1,7 @@
 """The WebSocket proxy: authenticated before the upgrade, Origin-checked, frames and closes relayed."""
 
+import json
+
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
@@ -39,7 +41,11 @@ def test_no_token_is_refused_before_the_upgrade(training, upstream):
     url, _ = training
     with pytest.raises(InvalidStatus) as refused:
         connect(url)
-    assert refused.value.response.status_code == 403
+    response = refused.value.response
+    assert response.status_code == 401
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert json.loads(response.body)["code"] == "AUTH_ERROR"
     assert upstream.hits() == []
 
 
@@ -70,7 +76,9 @@ def test_upstream_close_code_reaches_the_client(training):
     assert closed.value.rcvd.code == 4000
 
 
-def test_unreachable_upstream_closes_with_1011(make_service, make_tenant, make_user, bearer, gateway):
+def test_unreachable_upstream_is_a_502_before_the_upgrade(
+    make_service, make_tenant, make_user, bearer, gateway
+):
     tenant = make_tenant("acme")
     make_service(
         "training",
@@ -80,12 +88,10 @@ def test_unreachable_upstream_closes_with_1011(make_service, make_tenant, make_u
     )
     gateway.sync()
     url = gateway.url.replace("http://", "ws://") + "/api/v1/training/ws"
-    with (
-        connect(url, additional_headers=bearer(make_user(tenant=tenant))) as socket,
-        pytest.raises(ConnectionClosed) as closed,
-    ):
-        socket.recv(timeout=5)
-    assert closed.value.rcvd.code == 1011
+    with pytest.raises(InvalidStatus) as refused:
+        connect(url, additional_headers=bearer(make_user(tenant=tenant)))
+    assert refused.value.response.status_code == 502
+    assert json.loads(refused.value.response.body)["code"] == "BAD_GATEWAY"
 
 
 def test_services_without_websockets_refuse_upgrades(make_service, upstream, gateway):

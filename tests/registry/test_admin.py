@@ -23,6 +23,7 @@ from registry.models import (
     TargetHealthCheck,
     hash_api_key,
 )
+from tests.control_plane import admin_url
 
 SECRET_RE = re.compile(r"gwk_[0-9a-f]{8}_[A-Za-z0-9_-]{20,}")
 
@@ -41,10 +42,6 @@ def registry_objects(service, target, api_key):
         ApiKey: api_key,
         ConfigState: ConfigState.objects.get_or_create(pk=1)[0],
     }
-
-
-def admin_url(model, view: str, *args) -> str:
-    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
 
 
 def messages_of(response) -> list[str]:

@@ -3,6 +3,7 @@ breakers, health and config; plus what every /api/manage/ endpoint shares (auth,
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 from datetime import timedelta
@@ -14,12 +15,13 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from proxy.breaker import BreakerSettings, breakers
+from gateway_project.core import breaker_board
+from proxy.breaker import BreakerRegistry, BreakerSettings
 from registry.config_version import current_config_version
 from registry.models import ApiKey, RatePolicy, Service, Target, TargetHealthCheck, hash_api_key
 from tenancy.tokens import tokens_for_user
+from tests.control_plane import assert_problem
 
-PROBLEM = "application/problem+json"
 MANAGE = "/api/manage"
 ROOT_ENTRIES = (
     "services", "targets", "service-versions", "rate-policies", "api-keys", "circuit-breakers",
@@ -42,15 +44,6 @@ def service_body(**overrides) -> dict:
     return {**body, **overrides}
 
 
-def assert_problem(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == PROBLEM
-    body = response.json()
-    assert body["code"] == code
-    assert body["status"] == status
-    return body
-
-
 def log_of(obj) -> list[str]:
     entries = LogEntry.objects.filter(
         content_type=ContentType.objects.get_for_model(obj), object_id=str(obj.pk)
@@ -60,10 +53,14 @@ def log_of(obj) -> list[str]:
 
 @pytest.fixture
 def fresh_breakers(monkeypatch):
-    """This process's breaker registry, emptied for the test and restored afterwards."""
-    monkeypatch.setattr(breakers, "_breakers", {})
-    monkeypatch.setattr(breakers, "_reset_marks", {})
-    return breakers
+    """One instance's breakers, read back through the board as that instance publishes them."""
+    registry = BreakerRegistry()
+
+    def read_board() -> breaker_board.Board:
+        return breaker_board.Board([json.loads(breaker_board.encode("test-instance", registry.noteworthy()))])
+
+    monkeypatch.setattr(breaker_board, "read_board", read_board)
+    return registry
 
 
 # --- Services with nested targets -------------------------------------------------------

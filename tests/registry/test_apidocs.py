@@ -13,13 +13,13 @@ from django.core.cache import cache
 from django.urls import include, path
 
 from gateway_project.urls import urlpatterns as gateway_urlpatterns
-from registry import apidocs
-from registry.apidocs import DocSource, DocumentError, gateway_path, parse_document
+from registry.apidocs import documents as apidocs
+from registry.apidocs.documents import DocSource, DocumentError, gateway_path, parse_document
 from registry.health import health_sweep
 from tests.live import Received, RecordingUpstream, free_port
 
 # A test urlconf (ROOT_URLCONF points here) until gateway_project/urls.py includes the docs.
-urlpatterns = [path("api/v1/", include("registry.apidocs_urls")), *gateway_urlpatterns]
+urlpatterns = [path("api/v1/", include("registry.apidocs.urls")), *gateway_urlpatterns]
 
 OPENAPI_PATH = "/openapi.json"
 

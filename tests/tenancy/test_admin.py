@@ -12,17 +12,14 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
-from registry import broadcast
+from gateway_project.core import broadcast
 from registry.config_version import CONFIG_CHANNEL, current_config_version
 from registry.models import ApiKey
 from tenancy.admin import READ_ONLY_REASON_REQUIRED
 from tenancy.models import DemoSession, Subscription, Tenant, User
+from tests.control_plane import admin_url
 
 REASON = "Invoice 2024-117 unpaid"
-
-
-def admin_url(model, view: str, *args) -> str:
-    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
 
 
 def messages_of(response) -> list[str]:

@@ -10,18 +10,10 @@ from django.utils import timezone
 from registry.config_version import current_config_version
 from tenancy.admin import READ_ONLY_REASON_REQUIRED, tenant_activity
 from tenancy.models import Subscription, Tenant
+from tests.control_plane import assert_problem
 
 MANAGE = "/api/manage"
-PROBLEM = "application/problem+json"
 REASON = "Invoice 2024-117 unpaid"
-
-
-def assert_problem(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == PROBLEM
-    body = response.json()
-    assert body["code"] == code
-    return body
 
 
 # --- Tenants ----------------------------------------------------------------------------

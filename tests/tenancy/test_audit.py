@@ -17,17 +17,13 @@ from rest_framework.test import APIClient
 
 from alerts.models import NotificationRule
 from registry.models import ApiKey, Service, Target
-from tenancy import audit
+from tenancy.audit import trail as audit
 from tenancy.models import AuditEvent, Subscription, Tenant, User
+from tests.control_plane import PROBLEM, admin_url
 from tests.tenancy.test_admin import tenant_form
 
 MANAGE = "/api/manage"
-PROBLEM = "application/problem+json"
 REASON = "overdue"
-
-
-def admin_url(model, view: str, *args) -> str:
-    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
 
 
 def events_of(obj) -> list[AuditEvent]:

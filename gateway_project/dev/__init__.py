@@ -1,0 +1,1 @@
+"""`make run` and `make cluster`: local orchestration of every process the gateway needs."""

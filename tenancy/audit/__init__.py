@@ -1,0 +1,1 @@
+"""The audit trail: who changed what (the trail), from where (middleware), when (signals)."""

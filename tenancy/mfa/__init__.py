@@ -1,0 +1,1 @@
+"""TOTP two-factor authentication: the second-factor rules, the enrolment pages, the admin site."""
