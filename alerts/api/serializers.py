@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from alerts.models import Alert, NotificationRule
-from gateway_project.web.serializers import FullCleanModelSerializer
+from gateway_project.web.serializers import FullCleanModelSerializer, SlugKeyField
 from tenancy.models import Tenant
 
 __all__ = ["AlertRecordSerializer", "NotificationRuleSerializer"]
@@ -14,7 +14,7 @@ __all__ = ["AlertRecordSerializer", "NotificationRuleSerializer"]
 class NotificationRuleSerializer(FullCleanModelSerializer):
     """Where a tenant's alerts go; the destination must suit the channel (destinations.py)."""
 
-    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
+    tenant = SlugKeyField(slug_field="slug", queryset=Tenant.objects.all())
 
     class Meta:
         model = NotificationRule

@@ -85,7 +85,12 @@ class QueryParamFilterBackend(BaseFilterBackend):
     """Filters a list by the view's `query_filters`; a bad value is a 400 naming the parameter."""
 
     def filter_queryset(self, request: Request, queryset: QuerySet, view) -> QuerySet:
-        lookups, errors = {}, {}
+        lookups = {}
+        errors = {  # no database stores NUL in text (PostgreSQL refuses it: found as a 500)
+            name: ["Must not contain a NUL character."]
+            for name, value in request.query_params.items()
+            if "\x00" in value
+        }
         for name, spec in _filters_of(view).items():
             raw = request.query_params.get(name, "")
             if not raw:

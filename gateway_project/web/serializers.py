@@ -13,7 +13,7 @@ from django.db import models
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 
-__all__ = ["FullCleanModelSerializer", "clean_model_instance"]
+__all__ = ["FullCleanModelSerializer", "SlugKeyField", "clean_model_instance"]
 
 
 def clean_model_instance(instance: models.Model, attrs: dict, exclude: Iterable[str] = ()) -> dict:
@@ -35,6 +35,18 @@ def clean_model_instance(instance: models.Model, attrs: dict, exclude: Iterable[
             detail[api_settings.NON_FIELD_ERRORS_KEY] = detail.pop(NON_FIELD_ERRORS)
         raise serializers.ValidationError(detail) from exc
     return {name: getattr(instance, name) if name in field_names else value for name, value in attrs.items()}
+
+
+class SlugKeyField(serializers.SlugRelatedField):
+    """A related object named by its slug; a value no slug can hold is refused before the query.
+
+    PostgreSQL refuses text holding NUL with an error, which DRF's own field lets through as a 500.
+    """
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 class FullCleanModelSerializer(serializers.ModelSerializer):

@@ -13,7 +13,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from gateway_project.core import breaker_board
-from gateway_project.web.serializers import FullCleanModelSerializer, clean_model_instance
+from gateway_project.web.serializers import FullCleanModelSerializer, SlugKeyField, clean_model_instance
 from registry.models import ApiKey, RatePolicy, Service, ServiceVersion, Target, TargetHealthCheck
 
 __all__ = [
@@ -161,7 +161,7 @@ class ServiceVersionSerializer(FullCleanModelSerializer):
 
 
 class TargetSerializer(FullCleanModelSerializer):
-    service = serializers.SlugRelatedField(slug_field="slug", queryset=Service.objects.all())
+    service = SlugKeyField(slug_field="slug", queryset=Service.objects.all())
 
     class Meta:
         model = Target
@@ -267,7 +267,7 @@ class HealthReportSerializer(serializers.Serializer):
 
 
 class HealthCheckRequestSerializer(serializers.Serializer):
-    service = serializers.SlugRelatedField(
+    service = SlugKeyField(
         slug_field="slug",
         queryset=Service.objects.all(),
         required=False,
@@ -283,7 +283,7 @@ class ConfigVersionSerializer(serializers.Serializer):
 
 
 class RatePolicySerializer(FullCleanModelSerializer):
-    service = serializers.SlugRelatedField(
+    service = SlugKeyField(
         slug_field="slug",
         queryset=Service.objects.all(),
         required=False,
@@ -305,7 +305,7 @@ class ApiKeySerializer(FullCleanModelSerializer):
     """An API key as it is listed: its visible prefix, never its secret or hash."""
 
     # The tenant model through the key's foreign key: the registry sits below tenancy.
-    tenant = serializers.SlugRelatedField(
+    tenant = SlugKeyField(
         slug_field="slug", queryset=ApiKey._meta.get_field("tenant").related_model.objects.all()
     )
     is_active = serializers.BooleanField(read_only=True)

@@ -6,7 +6,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from gateway_project.web.serializers import FullCleanModelSerializer
+from gateway_project.web.serializers import FullCleanModelSerializer, SlugKeyField
 from tenancy.admin import identity_provider_errors, read_only_reason_error
 from tenancy.models import IdentityProvider, Subscription, Tenant
 
@@ -71,7 +71,7 @@ class ReadOnlyToggleSerializer(serializers.Serializer):
 
 
 class SubscriptionSerializer(FullCleanModelSerializer):
-    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
+    tenant = SlugKeyField(slug_field="slug", queryset=Tenant.objects.all())
     grace_ends_at = serializers.DateTimeField(read_only=True)
 
     class Meta:
@@ -86,7 +86,7 @@ class SubscriptionSerializer(FullCleanModelSerializer):
 class IdentityProviderSerializer(FullCleanModelSerializer):
     """An external issuer; `client_secret` is write-only, `has_client_secret` says if one is set."""
 
-    default_tenant = serializers.SlugRelatedField(
+    default_tenant = SlugKeyField(
         slug_field="slug", queryset=Tenant.objects.all(), allow_null=True, required=False
     )
     has_client_secret = serializers.SerializerMethodField()

@@ -293,6 +293,21 @@ def test_since_lists_only_what_was_created_from_then_on(staff_client, world):
     assert future.json()["results"] == []
 
 
+def test_a_nul_character_in_any_list_parameter_is_a_problem(staff_client, world):
+    """PostgreSQL cannot compare text with NUL (schemathesis found this as a 500)."""
+    response = staff_client.get(f"{MANAGE}/alerts/", {"service": "\x00sales", "search": "x"})
+
+    assert "service" in assert_problem_names(response, "service")
+
+
+def test_a_nul_character_in_a_related_slug_is_a_problem(staff_client, world):
+    response = staff_client.post(
+        f"{MANAGE}/targets/", {"service": "\x00sales", "url": "http://127.0.0.1:9001"}, format="json"
+    )
+
+    assert "service" in assert_problem_names(response, "service")
+
+
 def test_since_with_an_offset_the_database_refuses_still_answers(staff_client, world):
     """Python accepts -21:06; PostgreSQL does not (schemathesis found this as a 500)."""
     far = staff_client.get(f"{MANAGE}/tenants/", {"since": "9008-01-19T06:48:10-21:06"})
