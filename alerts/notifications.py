@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from alerts.choices import SEVERITY_RANK, Channel, DeliveryStatus
 from alerts.models import Alert, NotificationDelivery, NotificationRule
+from gateway_project.core.outbound import OutboundRefused, check_url, outbound_client
 
 __all__ = [
     "MAX_ATTEMPTS",
@@ -87,11 +88,14 @@ def _send_email(delivery: NotificationDelivery) -> None:
 
 
 def _post(url: str, body: bytes, headers: dict[str, str]) -> None:
-    from registry.validators import validate_upstream_url
-
-    validate_upstream_url(url)  # re-checked at send time: DNS may have changed since saving
+    """POST through the outbound guard: the address dialled is checked at connect time,
+    so a destination whose DNS now points at the metadata address is refused."""
     try:
-        with httpx.Client(timeout=_DELIVERY_TIMEOUT, follow_redirects=False, trust_env=False) as client:
+        check_url(url)
+    except OutboundRefused as exc:
+        raise DeliveryFailed(exc.message) from exc
+    try:
+        with outbound_client(timeout=_DELIVERY_TIMEOUT) as client:
             response = client.post(url, content=body, headers={"Content-Type": "application/json", **headers})
     except httpx.HTTPError as exc:
         raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from exc

@@ -27,6 +27,7 @@ import httpx
 import jwt
 from django.conf import settings
 
+from gateway_project.core.outbound import async_outbound_client
 from proxy.auth import Identity
 from proxy.snapshot import IdentityProviderEntry
 from tenancy.constants import ASYMMETRIC_ALGORITHMS
@@ -451,12 +452,10 @@ class ExternalTokenVerifier:
     # --- HTTP ---------------------------------------------------------------------------
 
     def _http(self) -> httpx.AsyncClient:
-        """One client, created on first use inside the running loop; closed by close()."""
+        """One guarded client (SPEC 14: resolved addresses checked at connect), created on
+        first use inside the running loop; closed by close()."""
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=HTTP_TIMEOUT, follow_redirects=False, trust_env=False,
-                headers={"Accept": "application/json"},
-            )  # fmt: skip
+            self._client = async_outbound_client(timeout=HTTP_TIMEOUT, headers={"Accept": "application/json"})
         return self._client
 
     async def _get_json(self, method: str, url: str, **kwargs) -> object:

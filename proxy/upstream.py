@@ -2,6 +2,8 @@
 
 One client per process, keep-alive pool sized for concurrency, redirects never followed,
 explicit connect and read timeouts, bodies streamed both ways and never decompressed.
+Both dial through the outbound guard (`gateway_project.core.outbound`): every address is
+checked once per new connection, never per pooled request.
 `UPSTREAM_CLIENT` picks the implementation; the README quotes the benchmark behind the
 default.
 """
@@ -11,6 +13,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Protocol
+
+from gateway_project.core.outbound import GuardedConnector, guarded_async_transport
 
 __all__ = [
     "ConnectFailure",
@@ -114,7 +118,7 @@ class AiohttpUpstreamClient:
         self._aiohttp = aiohttp
         self._url = URL
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
+            connector=GuardedConnector(
                 limit=pool_size,
                 limit_per_host=0,
                 keepalive_timeout=_KEEPALIVE_SECONDS,
@@ -201,14 +205,13 @@ class HttpxUpstreamClient:
         import httpx
 
         self._httpx = httpx
+        limits = httpx.Limits(
+            max_connections=pool_size,
+            max_keepalive_connections=pool_size,
+            keepalive_expiry=_KEEPALIVE_SECONDS,
+        )
         self._client = httpx.AsyncClient(
-            limits=httpx.Limits(
-                max_connections=pool_size,
-                max_keepalive_connections=pool_size,
-                keepalive_expiry=_KEEPALIVE_SECONDS,
-            ),
-            follow_redirects=False,
-            trust_env=False,
+            transport=guarded_async_transport(limits=limits), follow_redirects=False, trust_env=False
         )
 
     async def send(self, method, url, headers, body, connect_timeout, read_timeout):

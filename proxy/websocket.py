@@ -16,6 +16,7 @@ import asyncio
 import logging
 from urllib.parse import parse_qsl, urlencode
 
+from gateway_project.core.outbound import GuardedConnector
 from proxy.exchange import Exchange, Rejection
 from proxy.forward import upstream_headers
 from proxy.live import CLOSE_CODES
@@ -117,7 +118,9 @@ class WebSocketProxy:
         ]
         offered = exchange.header_index.get(b"sec-websocket-protocol", b"").decode("latin-1")
         protocols = [p.strip() for p in offered.split(",") if p.strip()]
-        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(sock_connect=service.connect_timeout))
+        session = aiohttp.ClientSession(
+            connector=GuardedConnector(), timeout=aiohttp.ClientTimeout(sock_connect=service.connect_timeout)
+        )
         try:
             upstream = await session.ws_connect(
                 url, headers=headers, protocols=protocols, autoclose=False, autoping=True, max_msg_size=0

@@ -17,6 +17,7 @@ import httpx
 from django.db import transaction
 from django.utils import timezone
 
+from gateway_project.core.outbound import async_outbound_client
 from registry.apidocs.documents import refresh_due_documents
 from registry.constants import HEALTH_HISTORY_PER_TARGET
 from registry.models import Target, TargetHealthCheck
@@ -56,11 +57,8 @@ async def _probe(client: httpx.AsyncClient, gate: asyncio.Semaphore, target: Tar
 
 async def _probe_all(targets: list[Target]) -> list[CheckResult]:
     gate = asyncio.Semaphore(MAX_PARALLEL_CHECKS)
-    async with httpx.AsyncClient(
-        timeout=CHECK_TIMEOUT_SECONDS,
-        follow_redirects=False,
-        trust_env=False,
-        headers={"User-Agent": USER_AGENT},
+    async with async_outbound_client(
+        timeout=CHECK_TIMEOUT_SECONDS, headers={"User-Agent": USER_AGENT}
     ) as client:
         return await asyncio.gather(*(_probe(client, gate, target) for target in targets))
 

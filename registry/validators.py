@@ -1,4 +1,4 @@
-"""Validation of what staff and developers register: prefixes, upstream URLs, lists, ranges.
+"""Validation of what staff and developers register: prefixes, outbound URLs, lists, ranges.
 
 Model fields carry these validators, so the admin, the management API and a config file
 refuse the same values with the same messages (SPEC section 16, "config cannot be poisoned").
@@ -9,13 +9,11 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-import socket
-from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 
+from gateway_project.core.outbound import OutboundRefused, check_url
 from registry.choices import Role, Scope
 from registry.constants import (
     ALL_METHODS,
@@ -35,6 +33,7 @@ __all__ = [
     "validate_header_transforms",
     "validate_lowercase_slug",
     "validate_method_list",
+    "validate_outbound_url",
     "validate_path_list",
     "validate_path_prefix",
     "validate_role_list",
@@ -48,7 +47,6 @@ __all__ = [
 
 _PREFIX_RE = re.compile(r"^/api/v[0-9]+(/[a-z0-9][a-z0-9._-]*)+$")
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@/-]*$")
-_DENIED_HOSTNAMES = frozenset({"metadata.google.internal", "metadata", "instance-data"})
 
 
 _SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -108,51 +106,22 @@ def validate_path_prefix(value: str) -> None:
             )
 
 
-def _denied_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    return [ipaddress.ip_network(cidr, strict=False) for cidr in settings.UPSTREAM_DENY_NETWORKS]
-
-
-def _addresses_of(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """The host's IP addresses: the literal itself, or what it resolves to right now."""
+def validate_outbound_url(value: str) -> None:
+    """Any URL the gateway fetches: the outbound guard's save-time check, as a field error."""
     try:
-        return [ipaddress.ip_address(host)]
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError):
-        return []  # Not resolvable from here (e.g. a cluster-internal name): judged at use.
-    return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+        check_url(value)
+    except OutboundRefused as exc:
+        raise ValidationError(exc.message, code=exc.code) from exc
 
 
 def validate_upstream_url(value: str) -> None:
-    """http/https only, no credentials, and never a denied network (metadata, link-local)."""
+    """A target: the outbound guard's check, and no query or fragment (paths are appended)."""
     try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError as exc:
-        raise ValidationError(f"Not a valid URL: {exc}.", code="invalid_url") from exc
-    if parts.scheme not in ("http", "https"):
-        raise ValidationError("Upstream URLs must use http or https.", code="invalid_scheme")
-    if not parts.hostname:
-        raise ValidationError("Upstream URLs need a host.", code="invalid_url")
-    if parts.username or parts.password:
-        raise ValidationError("Upstream URLs may not carry credentials.", code="invalid_url")
+        parts = check_url(value, label="Upstream URLs")
+    except OutboundRefused as exc:
+        raise ValidationError(exc.message, code=exc.code) from exc
     if parts.query or parts.fragment:
         raise ValidationError("Upstream URLs may not carry a query or fragment.", code="invalid_url")
-    if port == 0:
-        raise ValidationError("Port 0 is not a valid upstream port.", code="invalid_url")
-    host = parts.hostname.lower().rstrip(".")
-    if host in _DENIED_HOSTNAMES:
-        raise ValidationError(f"{host} is a cloud metadata host.", code="denied_network")
-    networks = _denied_networks()
-    for address in _addresses_of(host):
-        mapped = getattr(address, "ipv4_mapped", None) or address
-        if mapped.is_unspecified or any(mapped in network for network in networks):
-            raise ValidationError(
-                f"{host} is in a denied network ({mapped}); see UPSTREAM_DENY_NETWORKS.",
-                code="denied_network",
-            )
 
 
 def validate_string_list(value) -> None:

@@ -11,6 +11,7 @@ from registry.validators import (
     json_nulls_to_defaults,
     validate_cidr_list,
     validate_lowercase_slug,
+    validate_outbound_url,
     validate_role_mapping,
     validate_string_list,
 )
@@ -175,6 +176,8 @@ class IdentityProvider(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    FETCHED_URL_FIELDS = ("jwks_url", "introspection_url")
+
     class Meta:
         ordering = ["name"]
 
@@ -183,6 +186,25 @@ class IdentityProvider(models.Model):
 
     def clean(self) -> None:
         json_nulls_to_defaults(self)
+        self._check_fetched_urls()
+
+    def _check_fetched_urls(self) -> None:
+        """The gateway fetches these URLs itself: the outbound guard judges them at save.
+
+        Checked here rather than as field validators so the rule needs no migration; the
+        admin and the API both reach it through `full_clean()`.
+        """
+        errors = {}
+        for name in self.FETCHED_URL_FIELDS:
+            value = getattr(self, name)
+            if not value:
+                continue
+            try:
+                validate_outbound_url(value)
+            except ValidationError as exc:
+                errors[name] = exc.messages
+        if errors:
+            raise ValidationError(errors)
 
 
 class AuditEvent(models.Model):

@@ -31,6 +31,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from gateway_project.core.broadcast import prefixed, sync_redis
+from gateway_project.core.outbound import outbound_client
 from gateway_project.web.problems import problem_response
 from tenancy.authentication import GatewayIdentityAuthentication
 
@@ -278,8 +279,9 @@ def reset_upstream_slots() -> None:
 
 
 # One pooled client per process, built at import: building it (TLS context) inside a turn
-# would delay that request's arrival behind the next one's.
-_http_client = httpx.Client(follow_redirects=False, trust_env=False)
+# would delay that request's arrival behind the next one's. NOMINATIM_URL is env-set, not
+# saved, so the outbound guard judges it when dialling (scheme, resolved address).
+_http_client = outbound_client()
 
 
 def user_agent() -> str:
