@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run test bench bench-quick cluster soak lint format install clean
+.PHONY: run test bench bench-quick cluster soak lint format install clean image
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ cluster: $(INSTALLED)
 ## The full 5-minute soak (CI runs a 60-second form inside `make test`).
 soak: $(INSTALLED)
 	SOAK_SECONDS=$${SOAK_SECONDS:-300} $(BIN)/python -m pytest tests/reliability/test_soak.py -q
+
+## The container image with podman (deploy/build_image.py), from a local Debian base made with
+## debootstrap; `make image BASE_IMAGE=python:3.11-slim` for the published base. Reused when unchanged.
+image:
+	$(PYTHON) deploy/build_image.py $(if $(BASE_IMAGE),--base $(BASE_IMAGE))
 
 ## Ruff, then the layer contracts of SPEC section 17 (pyproject.toml [tool.importlinter]).
 lint: $(INSTALLED)

@@ -1,5 +1,5 @@
-"""Feeds an instance's AlertHub from Redis pub/sub (`alerts:tenant:*`), so an alert published
-on any instance reaches subscribers on every instance.
+"""Feeds an instance's AlertHub from Redis pub/sub (`<CACHE_KEY_PREFIX>:alerts:tenant:*`), so
+an alert published on any instance of this deployment reaches subscribers on every instance.
 
 After the subscription drops and comes back, the hub catches up from the durable log (the
 database) for every tenant with listeners, so a Redis blip loses no event for connected
@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 
-from alerts.hub import CHANNEL_PREFIX, AlertHub
+from alerts.hub import AlertHub, alert_channel_pattern
 from alerts.log import read_after
 
 __all__ = ["relay_redis_alerts"]
@@ -37,7 +37,7 @@ async def relay_redis_alerts(hub: AlertHub, subscriber_client, run_in_db_thread)
     while True:
         pubsub = subscriber_client.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.psubscribe(f"{CHANNEL_PREFIX}*")
+            await pubsub.psubscribe(alert_channel_pattern())
             if reconnecting:
                 await _catch_up(hub, run_in_db_thread)
                 logger.warning("alert fan-out resubscribed and caught up")

@@ -11,9 +11,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import weakref
 
-__all__ = ["AlertHub", "Subscription", "alert_channel", "dispatch_in_process", "render_event"]
+from gateway_project.core.broadcast import prefixed
+
+__all__ = [
+    "AlertHub",
+    "Subscription",
+    "alert_channel",
+    "alert_channel_pattern",
+    "dispatch_in_process",
+    "render_event",
+]
 
 logger = logging.getLogger("gateway.alerts")
 
@@ -21,13 +31,26 @@ QUEUE_LIMIT = 1000
 CHANNEL_PREFIX = "alerts:tenant:"
 KEEPALIVE = b": keepalive\n\n"
 DISCONNECTED = object()
+_GLOB_SPECIALS = re.compile(r"([\\*?\[\]])")
 
 _hubs: weakref.WeakSet[AlertHub] = weakref.WeakSet()
 
 
 def alert_channel(tenant: str) -> str:
-    """SPEC section 9 fixes this Redis pub/sub channel name."""
-    return f"{CHANNEL_PREFIX}{tenant}"
+    """`<CACHE_KEY_PREFIX>:alerts:tenant:<slug>` (SPEC section 9): deployments sharing a Redis
+    never hear each other's alerts."""
+    return prefixed(f"{CHANNEL_PREFIX}{tenant}")
+
+
+def alert_channel_pattern() -> str:
+    """The PSUBSCRIBE pattern for every tenant's channel; the prefix is matched literally."""
+    return _GLOB_SPECIALS.sub(r"\\\1", alert_channel("")) + "*"
+
+
+def tenant_of(channel: bytes) -> str | None:
+    """The tenant slug of an alert channel name, or None if it is not one of ours."""
+    name, ours = channel.decode(), alert_channel("")
+    return name[len(ours) :] if name.startswith(ours) else None
 
 
 def render_event(event_id: str, event: dict) -> bytes:
@@ -95,8 +118,11 @@ class AlertHub:
         return len(subscribers)
 
     def dispatch_message(self, channel: bytes, data: bytes) -> None:
-        """A Redis pub/sub message on alerts:tenant:{tenant}."""
-        tenant = channel.decode()[len(CHANNEL_PREFIX) :]
+        """A Redis pub/sub message on <prefix>:alerts:tenant:{tenant}."""
+        tenant = tenant_of(channel)
+        if tenant is None:
+            logger.warning("ignored alert message on foreign channel %s", channel)
+            return
         try:
             message = json.loads(data)
             event_id, event = str(message["id"]), message["event"]

@@ -1,7 +1,7 @@
 """Publishing an alert: the durable log (the Alert row) first, then fan-out once the row is
 committed, then routing to the tenant's notification rules.
 
-`alerts:tenant:{tenant_id}` (Redis pub/sub) carries each event to every gateway instance;
+`<CACHE_KEY_PREFIX>:alerts:tenant:{tenant_id}` (Redis pub/sub) carries each event to every gateway instance;
 without Redis the in-process hub delivers it directly.
 """
 

@@ -41,4 +41,5 @@ urlpatterns = [
     path("", include("registry.api.urls")),
     path("", include("tenancy.api.urls")),
     path("", include("alerts.api.urls")),
+    path("config/", include("declarative.api.urls")),
 ]

@@ -54,13 +54,15 @@ INSTALLED_APPS = [
     "proxy",
     "alerts",
     "fixtures",  # the `load_demo` command
+    "declarative",  # `gateway_config` export/diff/apply and /api/manage/config/*
 ]
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "gateway_project.web.middleware.RequestIdMiddleware",
+    "gateway_project.web.middleware.NotFoundProblemMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "gateway_project.web.static.StaticFilesMiddleware",  # WhiteNoise, non-streaming under ASGI
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -87,6 +89,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "gateway_project.ops.config_banner.config_stale_banner",  # admin banner, SPEC 16
             ],
         },
     },
@@ -138,8 +141,9 @@ else:
 
 # --- Celery -----------------------------------------------------------------------------
 
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
-if CELERY_BROKER_URL == "filesystem://":
+# The filesystem transport ignores the host, but kombu warns at every start when there is none.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "filesystem://localhost/")
+if CELERY_BROKER_URL.startswith("filesystem://"):
     _CELERY_DIR = VAR_DIR / "celery"
     for _sub in ("queue", "processed", "control"):
         (_CELERY_DIR / _sub).mkdir(parents=True, exist_ok=True)
@@ -292,13 +296,36 @@ OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT", "")
 OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "gateway")
 OTEL_SCHEDULE_DELAY_MS = env_int("OTEL_SCHEDULE_DELAY_MS", 1000)
 
+# "json" (one object per line, for log shippers) or "console" (one readable line per
+# record; `make run` picks it). Both mask alike (gateway_project.logs).
+LOG_FORMAT = env_str("LOG_FORMAT", "json")
+_LOG_FORMATTERS = {
+    "json": {"()": "gateway_project.logs.JsonFormatter"},
+    "console": {"()": "gateway_project.logs.ConsoleFormatter"},
+}
+if LOG_FORMAT not in _LOG_FORMATTERS:
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: expected one of {', '.join(_LOG_FORMATTERS)}")
+# Loggers that come with their own console handler (Django's DEBUG console for 4xx/5xx and
+# warnings, uvicorn's "INFO:     ..." lines): they lose it and reach the root handler, so
+# each record is printed once, in one format.
+_ROOT_HANDLED_LOGGERS = ("django", "django.server", "py.warnings", "uvicorn")
+# Bookkeeping that would repeat at every health sweep: Celery's task sent / received /
+# succeeded and httpx's line per outbound request. Failures are still logged (WARNING and
+# up), and LOG_LEVEL=DEBUG shows it all.
+_BOOKKEEPING_LOGGERS = ("celery.beat", "celery.worker.strategy", "celery.app.trace", "httpx")
+_BOOKKEEPING_LEVEL = "DEBUG" if LOG_LEVEL == "DEBUG" else "WARNING"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "gateway_project.logs.JsonFormatter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "formatters": _LOG_FORMATTERS,
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        **{name: {"handlers": [], "propagate": True} for name in _ROOT_HANDLED_LOGGERS},
+        **{name: {"level": _BOOKKEEPING_LEVEL} for name in _BOOKKEEPING_LOGGERS},
+        # The data plane writes its own access log (proxy/accesslog.py); gateway_project.serve
+        # turns uvicorn's off, and configuring "uvicorn" above would turn it back on.
+        "uvicorn.access": {"handlers": [], "propagate": False},
         "django.db.backends": {"level": "INFO"},
         "gateway.access": {"level": "INFO"},
     },

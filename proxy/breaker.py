@@ -4,6 +4,11 @@ closed -> open when, within the failure window, at least `minimum_throughput` ou
 were seen and failures reached `failure_threshold`; open -> half-open once
 `recovery_timeout` has passed; half-open lets one trial through at a time, closes after
 `success_threshold` successes, and reopens on any failure.
+
+Memory stays bounded whatever the traffic: the breaker keeps the times of the latest
+`minimum_throughput` successes and of the latest `max(failure_threshold, minimum_throughput)`
+failures in the window, not every outcome. That is all the opening rule can use: more
+successes than `minimum_throughput`, or more failures than both numbers, change no answer.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ class CircuitBreaker:
         "key",
         "settings",
         "state",
-        "_outcomes",
+        "_successes",
         "_failures",
         "opened_at",
         "_trial_in_flight",
@@ -57,8 +62,8 @@ class CircuitBreaker:
         self.key = key
         self.settings = settings
         self.state = BreakerState.CLOSED
-        self._outcomes: deque[tuple[float, bool]] = deque()
-        self._failures = 0
+        self._successes: deque[float] = deque()  # times, oldest first, within the window
+        self._failures: deque[float] = deque()
         self.opened_at = 0.0
         self._trial_in_flight = False
         self._half_open_successes = 0
@@ -83,7 +88,7 @@ class CircuitBreaker:
     @property
     def failure_count(self) -> int:
         self._prune(self._clock())
-        return self._failures
+        return len(self._failures)
 
     def describe(self) -> dict:
         return {
@@ -109,7 +114,7 @@ class CircuitBreaker:
             if self._half_open_successes >= self.settings.success_threshold:
                 self._close()
             return
-        self._record(ok=True)
+        self._record(self._successes, self.settings.minimum_throughput)
 
     def record_failure(self) -> None:
         if self.state == BreakerState.HALF_OPEN:
@@ -118,9 +123,13 @@ class CircuitBreaker:
             return
         if self.state == BreakerState.OPEN:
             return
-        self._record(ok=False)
-        outcomes = len(self._outcomes)
-        if outcomes >= self.settings.minimum_throughput and self._failures >= self.settings.failure_threshold:
+        settings = self.settings
+        self._record(self._failures, max(settings.failure_threshold, settings.minimum_throughput))
+        failures = len(self._failures)
+        if (
+            failures + len(self._successes) >= settings.minimum_throughput
+            and failures >= settings.failure_threshold
+        ):
             self._open()
 
     def release_trial(self) -> None:
@@ -133,28 +142,27 @@ class CircuitBreaker:
 
     # --- internals ---------------------------------------------------------------------
 
-    def _record(self, ok: bool) -> None:
+    def _record(self, times: deque[float], keep: int) -> None:
+        """Note an outcome now; of its kind only the latest `keep` can matter (module docstring)."""
         now = self._clock()
-        self._outcomes.append((now, ok))
-        if not ok:
-            self._failures += 1
+        times.append(now)
+        while len(times) > keep:
+            times.popleft()
         self._prune(now)
 
     def _prune(self, now: float) -> None:
         horizon = now - self.settings.failure_window
-        outcomes = self._outcomes
-        while outcomes and outcomes[0][0] < horizon:
-            _, ok = outcomes.popleft()
-            if not ok:
-                self._failures -= 1
+        for times in (self._successes, self._failures):
+            while times and times[0] < horizon:
+                times.popleft()
 
     def _open(self) -> None:
         self.opened_at = self._clock()
         self._transition(BreakerState.OPEN)
 
     def _close(self) -> None:
-        self._outcomes.clear()
-        self._failures = 0
+        self._successes.clear()
+        self._failures.clear()
         self._trial_in_flight = False
         self._half_open_successes = 0
         self._transition(BreakerState.CLOSED)

@@ -287,9 +287,10 @@ async def forward(exchange: Exchange) -> None:
         outcome = await _attempt(exchange, target, breaker, path, body, last)
         if outcome is None:
             return
-        if perf_counter() + _backoff(attempt) >= deadline:
+        pause = _backoff(attempt)  # one draw: the pause checked against the deadline is the one slept
+        if perf_counter() + pause >= deadline:
             raise outcome
-        await asyncio.sleep(_backoff(attempt))
+        await asyncio.sleep(pause)
         runtime.metrics.upstream_retries.labels(service.slug).inc()
     raise Rejection("BAD_GATEWAY", "The upstream service could not be reached.")
 

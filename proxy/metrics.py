@@ -143,6 +143,15 @@ class GatewayMetrics:
             "Registry version this instance serves.",
             multiprocess_mode="min",
         )
+        self.config_errors = Counter(
+            "gateway_config_errors_total",
+            "Config versions that failed to compile (the last good snapshot kept serving).",
+        )
+        self.config_lag = Gauge(
+            "gateway_config_lag_seconds",
+            "Seconds since this instance saw a config version it has not applied; 0 when current.",
+            multiprocess_mode="max",
+        )
         self.upstream_retries = Counter(
             "gateway_upstream_retries_total", "Retries of idempotent requests.", ["service"]
         )

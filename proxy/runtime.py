@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterable
 
 from django.conf import settings
@@ -144,7 +145,7 @@ class Runtime:
         _freeze_startup_heap()
         self._background.append(asyncio.create_task(self.access_log.run(), name="access-log"))
         self._background.append(asyncio.create_task(self.live.run(), name="live-connections"))
-        self._background.append(asyncio.create_task(self._publish_breakers(), name="breaker-board"))
+        self._background.append(asyncio.create_task(self._publish_board(), name="instance-board"))
         self._background.append(asyncio.create_task(self._flush_metrics(), name="metrics-flush"))
         for name, factory in self._background_factories:
             coroutine = factory(self)
@@ -159,10 +160,14 @@ class Runtime:
             await asyncio.sleep(METRICS_FLUSH_SECONDS)
             self.metrics.flush()
 
-    async def _publish_breakers(self) -> None:
-        """This instance's breakers on the shared board, so the control plane shows them."""
+    async def _publish_board(self) -> None:
+        """This instance's breakers and config status on the shared board, so the control
+        plane shows them; the config lag gauge moves with the same clock."""
         while True:
-            entry = breaker_board.encode(self.instance, self.breakers.noteworthy())
+            now = time.time()
+            config = self.watcher.status
+            self.metrics.config_lag.set(config.lag_seconds(now))
+            entry = breaker_board.encode(self.instance, self.breakers.noteworthy(), config.published(now))
             if self.redis is None:
                 breaker_board.publish_local(self.instance, entry)
             else:

@@ -2,7 +2,9 @@
 
 `compile_snapshot()` is the only place the data plane touches the ORM, and it runs in a
 background thread when the config version moves; requests read `current()` and never
-query the database (SPEC section 3).
+query the database (SPEC section 3). Each object is compiled by a step that names it: a
+value that slipped past validation fails as a `CompileError` saying which object it was
+(SPEC section 16), so staff can find and fix it.
 """
 
 from __future__ import annotations
@@ -10,9 +12,13 @@ from __future__ import annotations
 import ipaddress
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from functools import wraps
 from urllib.parse import urlsplit
+
+from django import db
 
 from proxy.breaker import BreakerSettings
 from registry.constants import READ_METHODS
@@ -26,6 +32,7 @@ def http_date(epoch: float) -> str:
 
 __all__ = [
     "ApiKeyEntry",
+    "CompileError",
     "HeaderTransforms",
     "IdentityProviderEntry",
     "VersionEntry",
@@ -236,10 +243,52 @@ class Snapshot:
         return list(self.services_by_prefix.values())
 
 
+class CompileError(Exception):
+    """One registry object could not be compiled; `subject` names it for staff, e.g.
+    "subscription 3 (bakery-madrid)", and the message adds what was wrong with it."""
+
+    def __init__(self, kind: str, key, name: str, cause: BaseException) -> None:
+        self.kind, self.key, self.name = kind, key, name
+        self.version: int | None = None  # the registry version being compiled, once known
+        self.subject = f"{kind} {key} ({name})" if name else f"{kind} {key}"
+        self.cause = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+        super().__init__(f"{self.subject}: {self.cause}")
+
+
+def _names_failures(kind: str, describe: Callable[[object], str]):
+    """Compile one object with a failure that names it (the innermost object wins).
+
+    Database errors pass through unnamed: a database that went away is not a bad object.
+    """
+
+    def decorate(build):
+        @wraps(build)
+        def compile_one(obj, *args):
+            try:
+                return build(obj, *args)
+            except (CompileError, db.Error):
+                raise
+            except Exception as exc:
+                raise CompileError(kind, obj.pk, _safe_name(describe, obj), exc) from exc
+
+        return compile_one
+
+    return decorate
+
+
+def _safe_name(describe: Callable[[object], str], obj) -> str:
+    """The object's readable name, or none when reading it fails as well."""
+    try:
+        return describe(obj)
+    except Exception:
+        return ""
+
+
 def _epoch(value) -> float | None:
     return value.timestamp() if value is not None else None
 
 
+@_names_failures("target", lambda t: f"{t.service.slug} → {t.url}")
 def _target_entry(target) -> TargetEntry:
     parts = urlsplit(target.url)
     return TargetEntry(
@@ -269,6 +318,7 @@ def _transforms(spec: dict | None) -> HeaderTransforms | None:
     return None if transforms.empty else transforms
 
 
+@_names_failures("service version", lambda v: f"{v.service.slug} v{v.version}")
 def _deprecation_headers(version) -> tuple[tuple[bytes, bytes], ...]:
     """RFC 9745 Deprecation (a structured date) and RFC 8594 Sunset (an HTTP date)."""
     headers = []
@@ -292,6 +342,7 @@ def _pools(targets) -> tuple[tuple, tuple, tuple, tuple]:
     )
 
 
+@_names_failures("service", lambda s: s.slug)
 def _service_entry(service) -> ServiceEntry:
     all_targets = list(service.targets.all())
     targets = tuple(_target_entry(t) for t in all_targets)
@@ -352,12 +403,19 @@ def _service_entry(service) -> ServiceEntry:
     )
 
 
+@_names_failures("subscription", lambda s: s.tenant.slug)
+def _subscription_terms(subscription) -> tuple[str, float]:
+    """(status, end of grace as epoch seconds) of a tenant's subscription."""
+    return subscription.status, subscription.grace_ends_at.timestamp()
+
+
+@_names_failures("tenant", lambda t: t.slug)
 def _tenant_entry(tenant) -> TenantEntry:
     subscription = getattr(tenant, "subscription", None)
     if subscription is None:
         status, grace_ends_at = "active", float("inf")
     else:
-        status, grace_ends_at = subscription.status, subscription.grace_ends_at.timestamp()
+        status, grace_ends_at = _subscription_terms(subscription)
     return TenantEntry(
         slug=tenant.slug,
         plan=tenant.plan,
@@ -376,55 +434,64 @@ def compile_snapshot() -> Snapshot:
     from django.db import transaction
 
     from registry.config_version import current_config_version
-    from registry.models import ApiKey, RatePolicy, Service
-    from tenancy.models import IdentityProvider, Tenant
 
     with transaction.atomic():  # one consistent view of every table
         version = current_config_version()
-        services = [_service_entry(s) for s in Service.objects.prefetch_related("targets", "versions")]
-        tenants = Tenant.objects.select_related("subscription")
-        keys = ApiKey.objects.select_related("tenant")
-        policies = RatePolicy.objects.filter(enabled=True)
-        return Snapshot(
-            version=version,
-            services_by_prefix={s.prefix: s for s in services},
-            version_prefixes=_version_prefixes(services),
-            identity_providers={
-                p.issuer: _identity_provider_entry(p)
-                for p in IdentityProvider.objects.filter(enabled=True).select_related("default_tenant")
-            },
-            tenants={t.slug: _tenant_entry(t) for t in tenants},
-            api_keys={
-                k.key_hash: ApiKeyEntry(
-                    id=k.pk,
-                    key_hash=k.key_hash,
-                    tenant=k.tenant.slug,
-                    scopes=frozenset(k.scopes),
-                    role=k.role,
-                    expires_at=_epoch(k.expires_at),
-                    revoked=k.revoked,
-                )
-                for k in keys
-            },
-            rate_policies=tuple(
-                RatePolicyEntry(
-                    name=p.name,
-                    scope=p.scope,
-                    service_id=p.service_id,
-                    methods=frozenset(p.methods),
-                    role=p.role,
-                    plan=p.plan,
-                    limit=p.limit,
-                    window_seconds=p.window_seconds,
-                    burst=p.burst,
-                    algorithm=p.algorithm,
-                    fail_mode=p.fail_mode,
-                )
-                for p in policies
-            ),
-            built_at=time.time(),
-            loaded=True,
-        )
+        try:
+            return _compile(version)
+        except CompileError as exc:
+            exc.version = version
+            raise
+
+
+def _compile(version: int) -> Snapshot:
+    """Every object through its naming step, inside compile_snapshot's transaction."""
+    from registry.models import ApiKey, RatePolicy, Service
+    from tenancy.models import IdentityProvider, Tenant
+
+    services = [_service_entry(s) for s in Service.objects.prefetch_related("targets", "versions")]
+    providers = IdentityProvider.objects.filter(enabled=True).select_related("default_tenant")
+    return Snapshot(
+        version=version,
+        services_by_prefix={s.prefix: s for s in services},
+        version_prefixes=_version_prefixes(services),
+        identity_providers={p.issuer: _identity_provider_entry(p) for p in providers},
+        tenants={t.slug: _tenant_entry(t) for t in Tenant.objects.select_related("subscription")},
+        api_keys={k.key_hash: _api_key_entry(k) for k in ApiKey.objects.select_related("tenant")},
+        rate_policies=tuple(_rate_policy_entry(p) for p in RatePolicy.objects.filter(enabled=True)),
+        built_at=time.time(),
+        loaded=True,
+    )
+
+
+@_names_failures("API key", lambda k: f"{k.tenant.slug}, {k.name}")
+def _api_key_entry(key) -> ApiKeyEntry:
+    return ApiKeyEntry(
+        id=key.pk,
+        key_hash=key.key_hash,
+        tenant=key.tenant.slug,
+        scopes=frozenset(key.scopes),
+        role=key.role,
+        expires_at=_epoch(key.expires_at),
+        revoked=key.revoked,
+    )
+
+
+@_names_failures("rate policy", lambda p: p.name)
+def _rate_policy_entry(policy) -> RatePolicyEntry:
+    return RatePolicyEntry(
+        name=policy.name,
+        scope=policy.scope,
+        service_id=policy.service_id,
+        methods=frozenset(policy.methods),
+        role=policy.role,
+        plan=policy.plan,
+        limit=policy.limit,
+        window_seconds=policy.window_seconds,
+        burst=policy.burst,
+        algorithm=policy.algorithm,
+        fail_mode=policy.fail_mode,
+    )
 
 
 def _version_prefixes(services: list[ServiceEntry]) -> dict[str, tuple[str, str]]:
@@ -442,6 +509,7 @@ def _version_prefixes(services: list[ServiceEntry]) -> dict[str, tuple[str, str]
     return aliases
 
 
+@_names_failures("identity provider", lambda p: p.issuer)
 def _identity_provider_entry(provider) -> IdentityProviderEntry:
     return IdentityProviderEntry(
         id=provider.pk,

@@ -2,7 +2,11 @@
 
 Config: Redis pub/sub wakes the watcher the moment a save is committed anywhere; a
 version poll (Redis, or the database without Redis) catches anything a lost message
-missed. Revocations: pub/sub plus a periodic re-read of the revoked set. API-key usage:
+missed. A version that fails to compile (a value written past validation) leaves the last
+good snapshot serving and the instance ready; `status` then says which object failed and
+how long this instance has been behind, for the health views, the dashboard and the admin
+(published on the instance board by the runtime), and the next good save recovers it
+(SPEC section 16). Revocations: pub/sub plus a periodic re-read of the revoked set. API-key usage:
 last-used times are written in batches, never once per request.
 """
 
@@ -13,13 +17,14 @@ import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 
 from gateway_project.core.broadcast import listen, prefixed
 from registry.config_version import CONFIG_CHANNEL, VERSION_KEY
 
-__all__ = ["ControlPlaneWatcher"]
+__all__ = ["ConfigStatus", "ControlPlaneWatcher"]
 
 logger = logging.getLogger("gateway.watcher")
 
@@ -31,6 +36,40 @@ REVOCATION_RESYNC_SECONDS = 5.0
 API_KEY_USAGE_FLUSH_SECONDS = 30.0
 TRAFFIC_RETENTION_SECONDS = 20 * 60
 _RECONNECT_MAX_SECONDS = 5.0
+# A version that failed to compile fails the same way until someone saves again (which
+# moves the version and retries at once): re-reading the whole registry every poll would
+# only load the database.
+FAILED_VERSION_RETRY_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigStatus:
+    """This instance's config as staff should see it; replaced whole, never mutated, so a
+    thread reading it gets one consistent value."""
+
+    applied_version: int = -1
+    newest_version: int = -1  # the newest version this instance has seen announced
+    behind_since: float | None = None  # epoch seconds since it saw a version it has not applied
+    error: str = ""  # "service 3 (sales): ValueError: ..." while a version fails to compile
+    failing_version: int | None = None
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.error)
+
+    def lag_seconds(self, now: float) -> float:
+        return 0.0 if self.behind_since is None else max(0.0, now - self.behind_since)
+
+    def published(self, now: float) -> dict:
+        """The JSON-ready form the instance board carries."""
+        return {
+            "applied_version": self.applied_version,
+            "newest_version": self.newest_version,
+            "lag_seconds": round(self.lag_seconds(now), 3),
+            "stale": self.stale,
+            "error": self.error or None,
+            "failing_version": self.failing_version,
+        }
 
 
 class ControlPlaneWatcher:
@@ -43,6 +82,8 @@ class ControlPlaneWatcher:
         self._db_failing = False
         self._last_usage_flush = time.monotonic()
         self._next_database_check = 0.0
+        self.status = ConfigStatus()
+        self._retry_failed_at = 0.0
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -70,27 +111,78 @@ class ControlPlaneWatcher:
     # --- config -------------------------------------------------------------------------
 
     async def refresh(self, force: bool = False) -> None:
-        """Rebuild the snapshot if the version moved; keep the old one if the database is down."""
+        """Rebuild the snapshot if the version moved; keep the old one if the database is down
+        or the new version does not compile."""
+        from proxy.snapshot import CompileError, compile_snapshot
+
         try:
             version = await self._read_version()
-            if not force and version == self.runtime.snapshot.version:
+            self._saw(version)
+            if not force and not self._due(version):
                 return
-            from proxy.snapshot import compile_snapshot
-
             snapshot = await self.run_in_db_thread(compile_snapshot)
+        except CompileError as exc:
+            self._reachable()
+            self._compile_failed(exc, version)
+            return
         except Exception as exc:
             if not self._db_failing:
                 logger.error("config refresh failed; serving the last snapshot: %s", exc)
             self._db_failing = True
             self.runtime.control_plane_ok = False
             return
+        self._reachable()
+        self.runtime.install(snapshot)
+        self._applied(snapshot.version)
+        if version > snapshot.version:
+            await self._correct_shared_version(snapshot.version)
+
+    def _due(self, version: int) -> bool:
+        """A version not served yet, unless it already failed and its retry is not due."""
+        if version == self.runtime.snapshot.version:
+            return False
+        return version != self.status.failing_version or time.monotonic() >= self._retry_failed_at
+
+    def _saw(self, version: int) -> None:
+        status = self.status
+        if version <= max(status.newest_version, status.applied_version):
+            return
+        since = status.behind_since if status.behind_since is not None else time.time()
+        self.status = replace(status, newest_version=version, behind_since=since)
+
+    def _reachable(self) -> None:
         if self._db_failing:
             logger.warning("config refresh recovered")
         self._db_failing = False
         self.runtime.control_plane_ok = True
-        self.runtime.install(snapshot)
-        if version > snapshot.version:
-            await self._correct_shared_version(snapshot.version)
+
+    def _compile_failed(self, exc, version: int) -> None:
+        """Keep serving; say once per failing version which object broke it, and count it."""
+        failing = exc.version if exc.version is not None else version
+        self._retry_failed_at = time.monotonic() + FAILED_VERSION_RETRY_SECONDS
+        if failing != self.status.failing_version:
+            logger.error(
+                "config version %s does not compile, serving version %s: %s",
+                failing,
+                self.runtime.snapshot.version,
+                exc,
+                extra={"config_version": failing, "config_object": exc.subject},
+            )
+            self.runtime.metrics.config_errors.inc()
+        since = self.status.behind_since if self.status.behind_since is not None else time.time()
+        self.status = replace(
+            self.status,
+            newest_version=max(self.status.newest_version, failing),
+            behind_since=since,
+            error=str(exc),
+            failing_version=failing,
+        )
+
+    def _applied(self, version: int) -> None:
+        if self.status.stale:
+            logger.warning("config version %s compiled; config is current again", version)
+        self.status = ConfigStatus(applied_version=version, newest_version=version)
+        self.runtime.metrics.config_lag.set(0)
 
     async def _correct_shared_version(self, version: int) -> None:
         """Redis held a version ahead of the database (the database was restored or reset):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import display_for_value
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
@@ -16,7 +17,15 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from gateway_project.core import breaker_board
-from gateway_project.web.admin import ChoiceListField, ListFieldsMixin, ReadOnlyAdminMixin, StringListField
+from gateway_project.web.admin import (
+    AdminLayoutMixin,
+    ChoiceListField,
+    JSONObjectField,
+    ListFieldsMixin,
+    NetworkListField,
+    ReadOnlyAdminMixin,
+    StringListField,
+)
 from registry.choices import Role, Scope
 from registry.constants import ALL_METHODS
 from registry.models import (
@@ -43,13 +52,6 @@ PUBLIC_PATHS_HELP = "Comma-separated paths below the prefix that need no authent
 # --- Form fields for the JSON list columns ------------------------------------------------
 
 
-class JSONObjectField(forms.JSONField):
-    """A JSON object field where an empty box means {} rather than an error."""
-
-    def to_python(self, value):
-        return super().to_python(value) if value not in (None, "") else {}
-
-
 def _paths(**kwargs) -> forms.Field:
     kwargs["help_text"] = PUBLIC_PATHS_HELP
     return StringListField(**kwargs)
@@ -61,11 +63,6 @@ def _methods(**kwargs) -> forms.Field:
 
 def _roles(**kwargs) -> forms.Field:
     return ChoiceListField(choices=Role.choices, **kwargs)
-
-
-def _networks(**kwargs) -> forms.Field:
-    kwargs["help_text"] = kwargs.get("help_text") or "Comma-separated CIDRs, e.g. 10.0.0.0/8."
-    return StringListField(**kwargs)
 
 
 def _scopes(**kwargs) -> forms.Field:
@@ -138,6 +135,9 @@ class BreakerStateMixin:
 
 
 class TargetInline(BreakerStateMixin, admin.TabularInline):
+    """A service's targets; the state columns are the saved target's (the target's own page has
+    the breaker reset time and the health history)."""
+
     model = Target
     extra = 1
     fields = (
@@ -146,17 +146,22 @@ class TargetInline(BreakerStateMixin, admin.TabularInline):
         "enabled",
         "demo_only",
         "version",
-        "healthy",
+        "health",
         "breaker_state",
         "last_checked_at",
-        "breaker_reset_at",
     )
-    readonly_fields = ("healthy", "breaker_state", "last_checked_at", "breaker_reset_at")
+    readonly_fields = ("health", "breaker_state", "last_checked_at")
     show_change_link = True
+
+    @admin.display(description="Healthy")
+    def health(self, target: Target) -> str:
+        # A row not saved yet has not been checked: no tick (Target.healthy defaults to True).
+        empty = self.get_empty_value_display()
+        return empty if target.pk is None else display_for_value(target.healthy, empty, boolean=True)
 
 
 @admin.register(Service)
-class ServiceAdmin(ListFieldsMixin, admin.ModelAdmin):
+class ServiceAdmin(ListFieldsMixin, AdminLayoutMixin, admin.ModelAdmin):
     list_display = (
         "name",
         "path_prefix",
@@ -180,8 +185,8 @@ class ServiceAdmin(ListFieldsMixin, admin.ModelAdmin):
         "write_roles": _roles,
         "read_scopes": _scopes,
         "write_scopes": _scopes,
-        "ip_allow": _networks,
-        "ip_deny": _networks,
+        "ip_allow": NetworkListField,
+        "ip_deny": NetworkListField,
         "shadows": _shadows,
         "header_transforms": JSONObjectField,
     }
@@ -290,7 +295,7 @@ class TargetHealthCheckInline(admin.TabularInline):
 
 
 @admin.register(Target)
-class TargetAdmin(BreakerStateMixin, admin.ModelAdmin):
+class TargetAdmin(BreakerStateMixin, AdminLayoutMixin, admin.ModelAdmin):
     list_display = (
         "url",
         "service",
@@ -352,7 +357,7 @@ class TargetHealthCheckAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(RatePolicy)
-class RatePolicyAdmin(ListFieldsMixin, admin.ModelAdmin):
+class RatePolicyAdmin(ListFieldsMixin, AdminLayoutMixin, admin.ModelAdmin):
     list_display = (
         "name",
         "scope",
@@ -413,7 +418,7 @@ def _show_secret_once(request: HttpRequest, key: ApiKey, secret: str, verb: str)
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(ListFieldsMixin, admin.ModelAdmin):
+class ApiKeyAdmin(ListFieldsMixin, AdminLayoutMixin, admin.ModelAdmin):
     list_display = (
         "name",
         "tenant",

@@ -19,7 +19,13 @@ from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 
-from gateway_project.web.admin import ChoiceListField, ListFieldsMixin, ReadOnlyAdminMixin
+from gateway_project.web.admin import (
+    AdminLayoutMixin,
+    ChoiceListField,
+    ListFieldsMixin,
+    NetworkListField,
+    ReadOnlyAdminMixin,
+)
 from registry.models import ApiKey
 from tenancy.audit.trail import export_response
 from tenancy.choices import SubscriptionStatus
@@ -64,7 +70,10 @@ class TenantForm(forms.ModelForm):
 
     class Meta:
         model = Tenant
-        fields = ("name", "slug", "plan", "is_demo", "read_only", "read_only_reason")
+        fields = (
+            "name", "slug", "plan", "is_demo", "mfa_required", "read_only", "read_only_reason",
+            "ip_allow", "ip_deny",
+        )  # fmt: skip
 
     def clean(self):
         cleaned = super().clean()
@@ -121,8 +130,9 @@ class SubscriptionInline(admin.StackedInline):
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(AdminLayoutMixin, ListFieldsMixin, admin.ModelAdmin):
     form = TenantForm
+    list_fields = {"ip_allow": NetworkListField, "ip_deny": NetworkListField}
     list_display = (
         "name",
         "slug",
@@ -133,7 +143,7 @@ class TenantAdmin(admin.ModelAdmin):
         "read_only_reason",
     )
     list_editable = ("read_only", "read_only_reason")
-    list_filter = ("read_only", "is_demo", "plan", SubscriptionStatusFilter)
+    list_filter = ("read_only", "is_demo", "mfa_required", "plan", SubscriptionStatusFilter)
     list_select_related = ("subscription",)
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
@@ -143,6 +153,7 @@ class TenantAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "slug", "plan", "is_demo")}),
         ("Read-only mode", {"fields": ("read_only", "read_only_reason")}),
+        ("Access", {"fields": ("mfa_required", "ip_allow", "ip_deny")}),
         ("Recent admin activity", {"fields": ("recent_activity",)}),
         ("Timestamps", {"classes": ("collapse",), "fields": ("created_at", "updated_at")}),
     )
@@ -222,7 +233,7 @@ def _toggle_summary(tenants: list[Tenant]) -> str:
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(AdminLayoutMixin, admin.ModelAdmin):
     list_display = ("tenant", "status", "current_period_end", "grace_days", "grace_ends_at")
     list_filter = ("status",)
     list_select_related = ("tenant",)

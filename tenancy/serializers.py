@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from django.contrib.auth.password_validation import validate_password
-from django.db import transaction
-from django.utils.text import slugify
 from rest_framework import serializers
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 
-from tenancy.models import Tenant, User
+from tenancy.models import User
+from tenancy.registration import tenant_name_taken
 from tenancy.tokens import GatewayRefreshToken
 
 __all__ = [
     "GatewayTokenRefreshSerializer",
     "LoginSerializer",
+    "RegisterConfirmSerializer",
     "RegisterSerializer",
     "UserSerializer",
 ]
@@ -36,64 +36,31 @@ class LoginSerializer(serializers.Serializer):
 
 
 class RegisterSerializer(serializers.Serializer):
+    """A registration request; whether the address has an account is never part of the answer."""
+
     email = serializers.EmailField(max_length=254)
     password = serializers.CharField(max_length=256, trim_whitespace=False)
     tenant_name = serializers.CharField(max_length=100, required=False)
 
     def validate_email(self, value: str) -> str:
-        if (
-            User.objects.filter(email__iexact=value).exists()
-            or User.objects.filter(username__iexact=value).exists()
-        ):
-            raise serializers.ValidationError("An account with this email already exists.")
         return value.lower()
 
     def validate_password(self, value: str) -> str:
         validate_password(value)
         return value
 
-    def validate(self, attrs):
-        name = attrs.get("tenant_name") or attrs["email"].split("@", 1)[1]
-        if Tenant.objects.filter(name__iexact=name).exists():
-            raise serializers.ValidationError({"tenant_name": "A tenant with this name already exists."})
-        attrs["tenant_name"] = name
-        return attrs
-
-    @transaction.atomic
-    def create(self, validated_data):
-        from datetime import timedelta
-
-        from django.utils import timezone
-
-        from tenancy.models import Subscription
-
-        tenant = Tenant.objects.create(
-            name=validated_data["tenant_name"], slug=_unique_slug(validated_data["tenant_name"])
-        )
-        Subscription.objects.create(
-            tenant=tenant,
-            status="trialing",
-            current_period_end=timezone.now() + timedelta(days=TRIAL_DAYS),
-        )
-        return User.objects.create_user(
-            validated_data["email"],
-            email=validated_data["email"],
-            password=validated_data["password"],
-            tenant=tenant,
-            role="member",
-        )
+    def validate_tenant_name(self, value: str) -> str:
+        # A chosen tenant name is checked the same way for every address: it reveals no account.
+        if tenant_name_taken(value):
+            raise serializers.ValidationError("A tenant with this name already exists.")
+        return value
 
 
-TRIAL_DAYS = 14
-
-
-def _unique_slug(name: str) -> str:
-    base = slugify(name)[:40] or "tenant"
-    slug, suffix = base, 1
-    while Tenant.objects.filter(slug=slug).exists():
-        suffix += 1
-        slug = f"{base}-{suffix}"
-    return slug
+class RegisterConfirmSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=100, help_text="The token from the confirmation e-mail.")
+    password = serializers.CharField(
+        max_length=256, trim_whitespace=False, help_text="The password sent to /register."
+    )
 
 
 class GatewayTokenRefreshSerializer(TokenRefreshSerializer):

@@ -4,6 +4,7 @@ from tenancy import views
 
 urlpatterns = [
     path("auth/register", views.RegisterView.as_view(), name="auth-register"),
+    path("auth/register/confirm", views.RegisterConfirmView.as_view(), name="auth-register-confirm"),
     path("auth/login", views.LoginView.as_view(), name="auth-login"),
     path("auth/refresh", views.RefreshView.as_view(), name="auth-refresh"),
     path("auth/logout", views.LogoutView.as_view(), name="auth-logout"),

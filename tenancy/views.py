@@ -26,10 +26,12 @@ from gateway_project.web.problems import problem_response
 from tenancy.keys import key_ring
 from tenancy.mfa.second_factor import MFA_METHODS, SecondFactor, check_second_factor
 from tenancy.models import DemoSession, Tenant, User
+from tenancy.registration import RegistrationError, confirm_registration, start_registration
 from tenancy.revocation import revoke_jti
 from tenancy.serializers import (
     GatewayTokenRefreshSerializer,
     LoginSerializer,
+    RegisterConfirmSerializer,
     RegisterSerializer,
     UserSerializer,
 )
@@ -47,6 +49,7 @@ __all__ = [
     "MeView",
     "OAuthTokenView",
     "RefreshView",
+    "RegisterConfirmView",
     "RegisterView",
     "jwks_view",
 ]
@@ -57,6 +60,11 @@ _MFA_ENROLMENT = (
     "This tenant requires two-factor authentication: set up an authenticator app at {url} "
     "first, then log in with `otp`."
 )
+_REGISTRATION_ACCEPTED = (
+    "If the address can be registered, a confirmation token is on its way to it: "
+    "send it with your password to confirm_url to create the account."
+)
+_CONFIRMATION_REFUSED = "The confirmation token is unknown or expired, or the password does not match."
 _LOGIN_WINDOW_SECONDS = 60
 _DEMO_RATE = "10/m"
 
@@ -140,8 +148,15 @@ class LoginView(PublicAuthView):
         return Response(tokens_for_user(user))
 
 
+RegistrationAcceptedSerializer = inline_serializer(
+    "RegistrationAccepted", {"detail": serializers.CharField(), "confirm_url": serializers.CharField()}
+)
+
+
 class RegisterView(PublicAuthView):
-    @extend_schema(request=RegisterSerializer, responses={201: TokenPairSerializer}, tags=["auth"])
+    """The same 201 for a new and a registered address; the account waits for the e-mailed token."""
+
+    @extend_schema(request=RegisterSerializer, responses={201: RegistrationAcceptedSerializer}, tags=["auth"])
     def post(self, request):
         if (
             limited := self.throttled(request, "register", str(request.data.get("email", "")).lower())
@@ -149,7 +164,32 @@ class RegisterView(PublicAuthView):
             return limited
         serializer = RegisterSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user = serializer.save()
+        data = serializer.validated_data
+        urls = {
+            "confirm": request.build_absolute_uri(reverse("auth-register-confirm")),
+            "login": request.build_absolute_uri(reverse("auth-login")),
+        }
+        start_registration(data["email"], data["password"], data.get("tenant_name"), urls)
+        body = {"detail": _REGISTRATION_ACCEPTED, "confirm_url": urls["confirm"]}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class RegisterConfirmView(PublicAuthView):
+    """Creates the account from the e-mailed token and the registration's password."""
+
+    @extend_schema(request=RegisterConfirmSerializer, responses={201: TokenPairSerializer}, tags=["auth"])
+    def post(self, request):
+        if (limited := self.throttled(request, "register-confirm")) is not None:
+            return limited
+        serializer = RegisterConfirmSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            user = confirm_registration(data["token"], data["password"])
+        except RegistrationError as exc:
+            return problem_response(request, "CONFLICT", str(exc))
+        if user is None:
+            return problem_response(request, "AUTH_ERROR", _CONFIRMATION_REFUSED)
         return Response(tokens_for_user(user), status=status.HTTP_201_CREATED)
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -45,15 +47,20 @@ class OutputReader:
                 self.lines.append(raw.decode(errors="replace").rstrip("\n"))
                 self._changed.notify_all()
 
-    def wait_for(self, prefix: str, timeout: float) -> str:
+    def wait_for(self, prefix: str, timeout: float, *, anywhere: bool = False) -> str:
+        """The first line starting with `prefix` (containing it, with `anywhere`)."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
-                found = next((line for line in self.lines if line.startswith(prefix)), None)
+                found = next((line for line in self.lines if _matches(line, prefix, anywhere)), None)
                 if found or not self._changed.wait(max(0, deadline - time.monotonic())):
                     break
         assert found, f"no {prefix!r} within {timeout} s; output:\n" + "\n".join(self.lines[-60:])
         return found
+
+    def snapshot(self) -> list[str]:
+        with self._changed:
+            return list(self.lines)
 
     def wait_for_eof(self, timeout: float) -> bool:
         """EOF only comes once every process holding the pipe (all descendants) is gone."""
@@ -63,6 +70,30 @@ class OutputReader:
     @property
     def text(self) -> str:
         return "\n".join(self.lines)
+
+
+def _matches(line: str, fragment: str, anywhere: bool) -> bool:
+    return fragment in line if anywhere else line.startswith(fragment)
+
+
+# What a person reads in `make run`: every log record as gateway_project.logs.ConsoleFormatter
+# writes it. A line naming a level, or opening like a JSON object or Celery's "[date: LEVEL"
+# prefix, is a log record and must be in that format.
+CONSOLE_RECORD = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) +\S+  \S")
+LOOKS_LIKE_A_RECORD = re.compile(r"\b(DEBUG|INFO|WARNING|ERROR|CRITICAL)\b|^\s*[{\[]")
+
+
+def console_defects(lines: list[str]) -> list[str]:
+    """Why a stretch of `make run` output is hard to read: repeats, warnings, foreign formats."""
+    printed = Counter(line for line in lines if line.strip())
+    repeated = [f"printed {count} times: {line}" for line, count in printed.items() if count > 1]
+    warnings = [f"warning: {line}" for line in lines if "warning" in line.lower()]
+    foreign = [
+        f"not the console format: {line}"
+        for line in lines
+        if LOOKS_LIKE_A_RECORD.search(line) and not CONSOLE_RECORD.match(line)
+    ]
+    return repeated + warnings + foreign
 
 
 def living_members(pgid: int) -> list[int]:
@@ -101,6 +132,19 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+def proxied_echo(gateway: str) -> None:
+    """What the banner's "Try it" does: log in as the demo owner, call a demo service."""
+    login = httpx.post(
+        f"{gateway}/api/v1/auth/login",
+        json={"email": "owner@bakery-madrid.example", "password": DEMO_PASSWORD},
+        trust_env=False,
+    )
+    assert login.status_code == 200, login.text
+    member = {"Authorization": f"Bearer {login.json()['access']}"}
+    echo = httpx.get(f"{gateway}/api/v1/sales/echo", headers=member, trust_env=False)
+    assert echo.status_code == 200 and echo.json()["headers"]["x-tenant-id"] == "bakery-madrid"
+
+
 def check_what_make_run_serves(gateway: str) -> None:
     """The first things a user opens: the admin as the demo staff user, the browsable
     management API (and its refusals), Swagger UI, and a proxied call with a demo login."""
@@ -125,6 +169,9 @@ def check_what_make_run_serves(gateway: str) -> None:
     assert (refused.status_code, refused.headers["content-type"]) == (403, "application/problem+json")
     docs = httpx.get(f"{gateway}/api/docs/", trust_env=False)
     assert docs.status_code == 200 and "swagger-ui" in docs.text
+    stylesheet = httpx.get(f"{gateway}/static/admin/css/base.css", trust_env=False)
+    assert stylesheet.status_code == 200 and stylesheet.headers["content-type"].startswith("text/css")
+    assert int(stylesheet.headers["content-length"]) == len(stylesheet.content) > 0
     echo = httpx.get(f"{gateway}/api/v1/sales/echo", headers=member, trust_env=False)
     assert echo.status_code == 200 and echo.json()["headers"]["x-tenant-id"] == "bakery-madrid"
 
@@ -159,8 +206,14 @@ def test_make_run_starts_everything_and_ctrl_c_stops_every_child(tmp_path):
         items = output.wait_for("devrun: pids ", 5).removeprefix("devrun: pids ").split()
         pids = {name: int(pid) for name, pid in (item.split("=") for item in items)}
 
-        # Then: the admin answers, the demo upstream runs, and the banner says how to log in.
+        # Then: up to ready and through one proxied request, the console reads cleanly: each
+        # line once, no warning, every log record in the one console format.
         gateway = f"http://127.0.0.1:{gateway_port}"
+        proxied_echo(gateway)
+        output.wait_for("/api/v1/sales/echo", 5, anywhere=True)  # its access-log record
+        assert console_defects(output.snapshot()) == [], output.text
+
+        # And: the admin answers, the demo upstream runs, and the banner says how to log in.
         with httpx.Client(timeout=10, trust_env=False) as client:
             assert client.get(f"{gateway}/admin/login/").status_code == 200
             assert client.get(f"http://127.0.0.1:{upstream_base + 1}/health").status_code == 200
@@ -180,6 +233,13 @@ def test_make_run_starts_everything_and_ctrl_c_stops_every_child(tmp_path):
         assert set(pids) == {"demo-upstream", "celery", "gateway"}
         assert (tmp_path / "var" / "gateway.sqlite3").exists()
         assert all(living_members(pid) for pid in pids.values())
+        # Browsing the admin and the API docs (static files included) warns about nothing, and
+        # a refused management call is logged once, in the console format.
+        for refusal in ("Unauthorized: /api/manage/services/", "Forbidden: /api/manage/services/"):
+            line = output.wait_for(refusal, 5, anywhere=True)
+            assert CONSOLE_RECORD.match(line), line
+            assert sum(refusal in line for line in output.snapshot()) == 1, output.text
+        assert "StreamingHttpResponse" not in output.text
 
         # When: Ctrl-C.
         process.send_signal(signal.SIGINT)

@@ -1,10 +1,13 @@
-"""Where each gateway instance publishes its circuit breakers' state (SPEC sections 8 and 16).
+"""Where each gateway instance publishes its circuit breakers' state and its config status
+(SPEC sections 8 and 16).
 
 Breakers live in each instance's runtime (`proxy.breaker`) and are per instance. Every
-`PUBLISH_SECONDS` an instance writes the breakers that are not plainly closed (open,
-half-open, or closed with failures counted) under its own name: a Redis hash shared by
-the cluster when Redis is configured, this process's memory otherwise. The control plane
-(management API, admin) reads the board, so what staff see is what the data plane acts
+`PUBLISH_SECONDS` an instance writes one entry under its own name: the breakers that are
+not plainly closed (open, half-open, or closed with failures counted) and its config
+status (version applied, version seen, lag, and the object that failed to compile while
+its config is stale). The entries live in a Redis hash shared by the cluster when Redis is
+configured, this process's memory otherwise. The control plane (management API, admin,
+health views, dashboard) reads the board, so what staff see is what the data plane acts
 on; an instance that stops publishing drops off after `STALE_SECONDS`.
 """
 
@@ -49,9 +52,13 @@ def board_key() -> str:
     return prefixed(BOARD_KEY)
 
 
-def encode(instance: str, breakers: dict[int, dict]) -> str:
-    """One instance's entry: its name, when, and its breakers that are not plainly closed."""
-    return json.dumps({"instance": instance, "updated_at": time.time(), "breakers": breakers})
+def encode(instance: str, breakers: dict[int, dict], config: dict | None = None) -> str:
+    """One instance's entry: its name, when, its breakers that are not plainly closed, and
+    its config status (`proxy.watcher.ConfigStatus.published`)."""
+    entry = {"instance": instance, "updated_at": time.time(), "breakers": breakers}
+    if config is not None:
+        entry["config"] = config
+    return json.dumps(entry)
 
 
 def publish_local(instance: str, entry: str) -> None:
@@ -80,6 +87,14 @@ class Board:
             }
             for entry in self.entries
         ]
+
+    def config_states(self) -> list[dict]:
+        """Each live instance's config status, named by instance."""
+        return [{"instance": e["instance"], **e["config"]} for e in self.entries if "config" in e]
+
+    def stale_configs(self) -> list[dict]:
+        """The instances serving an older snapshot because a newer version fails to compile."""
+        return [state for state in self.config_states() if state.get("stale")]
 
     def describe(self, target_id: int) -> dict:
         """The most severe state any instance holds (an open breaker anywhere is news)."""

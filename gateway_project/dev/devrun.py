@@ -43,7 +43,15 @@ DEMO_LOGINS = [
     ("owner@bakery-madrid.example", DEMO_PASSWORD, "member of bakery-madrid"),
     ("viewer@bakery-madrid.example", DEMO_PASSWORD, "viewer of bakery-madrid"),
 ]
-CELERY_ARGS = shlex.split("-A gateway_project worker -B --loglevel=INFO --concurrency=1")
+# --quiet: no startup banner; the worker's records go through settings.LOGGING like the rest.
+CELERY_ARGS = shlex.split("-A gateway_project --quiet worker -B --loglevel=INFO --concurrency=1")
+# The console the children share: one readable line per record (gateway_project.logs), and
+# the access log through the same formatter rather than as raw JSON lines.
+CONSOLE_LOGGING = {"LOG_FORMAT": "console", "ACCESS_LOG": "logging"}
+# Celery warns at every start when run as root (common in containers) or from a sudo/wheel
+# primary group. Its worker accepts only JSON here (with pickle it would refuse to start),
+# so on a developer's machine the warning says nothing to act on.
+CELERY_ROOT_WARNING = "ignore:You're running the worker with superuser privileges"
 # gateway_project.serve: uvicorn (uvloop, httptools) without proxy headers (the gateway
 # resolves X-Forwarded-For itself), SSE streams closed at shutdown, a short graceful
 # timeout so an open WebSocket cannot hold up Ctrl-C.
@@ -127,12 +135,18 @@ class Child:
 
 
 def stop_children(children: list[Child], timeout: float = STOP_TIMEOUT_SECONDS) -> None:
-    """SIGTERM each child, give them `timeout` seconds together, then SIGKILL what remains."""
+    """SIGTERM the children last-started first, each once the later ones have exited, within
+    `timeout` seconds together; then SIGKILL what remains.
+
+    In order, so nothing outlives what it depends on: a health sweep the Celery worker runs
+    while shutting down must not find the demo upstream already gone and log every target
+    as unhealthy.
+    """
+    deadline = time.monotonic() + timeout
     for child in reversed(children):
         child.terminate()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(c.exit_code() is None for c in children):
-        time.sleep(0.05)
+        while time.monotonic() < deadline and child.exit_code() is None:
+            time.sleep(0.05)
     for child in children:
         if child.exit_code() is None:
             print(f"devrun: {child.name} (pid {child.pid}) ignored SIGTERM; killing it", flush=True)
@@ -146,6 +160,9 @@ def child_environment(config: RunConfig) -> dict[str, str]:
     env["GATEWAY_VAR_DIR"] = str(config.var_dir)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BASE_DIR), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
+    for name, value in CONSOLE_LOGGING.items():
+        env.setdefault(name, value)
+    env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), CELERY_ROOT_WARNING]))
     fakes = config.upstream_url(FAKES)
     env.setdefault("NOMINATIM_URL", fakes)
     env.setdefault("WHATSAPP_API_URL", f"{fakes}/whatsapp/{WHATSAPP_API_VERSION}")

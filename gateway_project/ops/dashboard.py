@@ -16,6 +16,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from gateway_project.ops.data_plane_loop import on_the_loop
 from gateway_project.ops.health import detailed_report
 from gateway_project.web.problems import problem_response
 from proxy.runtime import active_runtime
@@ -28,9 +29,6 @@ logger = logging.getLogger("gateway.dashboard")
 POLL_SECONDS = 2
 SERVICE_STATUSES = ("healthy", "degraded", "unhealthy", "disabled")
 RATE_FIELDS = ("rps", "errors_per_s", "client_errors_per_s")
-# The event loop records traffic while a Django thread reads it; a bucket created meanwhile
-# makes one read fail ("dictionary changed size"), and the next one sees a settled dict.
-SERIES_READ_ATTEMPTS = 3
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -46,6 +44,8 @@ def dashboard_report() -> dict:
         "config_version": health["config_version"]["serving"],
         "database_config_version": health["config_version"]["database"],
         "sse_connections": health["sse_connections"],
+        "config_stale": health["config_stale"],
+        "config_error": health["config"]["error"],
         "summary": _summary(services, traffic),
         "services": services,
         "read_only_tenants": _read_only_tenants(),
@@ -98,24 +98,30 @@ def _read_only_tenants() -> list[dict]:
 # --- traffic -------------------------------------------------------------------------------
 
 
+def _no_traffic() -> dict:
+    return {"bucket_seconds": BUCKET_SECONDS, "current_bucket": None, "services": {}}
+
+
 def _traffic() -> dict:
     """Per-service series: the cluster's (Redis) when configured, else this instance's."""
     runtime = active_runtime()
     if runtime is None:  # no data plane in this process: nothing was recorded here
-        return {"bucket_seconds": BUCKET_SECONDS, "current_bucket": None, "services": {}}
-    local = _read_series(runtime.traffic)
+        return _no_traffic()
     shared = _shared_buckets()
-    series = local if shared is None else _merge(_read_series(runtime.traffic, shared), local)
+    try:
+        local, cluster = on_the_loop(runtime, lambda: _read_series(runtime.traffic, shared))
+    except TimeoutError:
+        logger.warning("dashboard shows no traffic: the data plane's loop did not answer in time")
+        return _no_traffic()
+    series = local if cluster is None else _merge(cluster, local)
     return _rate_current_bucket(series, time.time())
 
 
-def _read_series(recorder: TrafficRecorder, shared: dict | None = None) -> dict:
-    for _ in range(SERIES_READ_ATTEMPTS - 1):
-        try:
-            return recorder.series(shared=shared)
-        except RuntimeError:
-            continue
-    return recorder.series(shared=shared)
+def _read_series(recorder: TrafficRecorder, shared: dict | None) -> tuple[dict, dict | None]:
+    """This instance's series and, with shared buckets, the cluster's; on the data plane's
+    loop, which owns the recorder's buckets."""
+    local = recorder.series()
+    return local, None if shared is None else recorder.series(shared=shared)
 
 
 def _shared_buckets() -> dict | None:

@@ -1,18 +1,30 @@
-"""What the health endpoints report (SPEC section 10), computed without calling any upstream."""
+"""What the health endpoints report (SPEC sections 10 and 16), computed without calling any
+upstream.
+
+Every health view (`/health`, `/api/v1/health`, `/api/v1/health/detailed`, `/api/v1/status`
+and the dashboard) starts from one `assess()`, so they never disagree on the same state.
+An anonymous caller gets only the overall status and whether the config is stale; staff
+and token holders get the detail. Config status is read from the instance board, where
+each data-plane instance publishes it, the way breakers are.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import connection
 
+from gateway_project.core import breaker_board
 from proxy.runtime import active_runtime
 
 __all__ = [
+    "Assessment",
+    "assess",
     "check_database",
     "check_redis",
     "detailed_report",
@@ -24,6 +36,9 @@ __all__ = [
 ]
 
 _STARTED = time.time()
+OK, DEGRADED, UNAVAILABLE = "ok", "degraded", "unavailable"
+# Service statuses that make the gateway degraded; "disabled" is a choice, not a fault.
+_FAULTY_SERVICE = ("degraded", "unhealthy")
 
 
 def check_database() -> dict:
@@ -63,35 +78,87 @@ def _service_health(service) -> dict:
     return {"status": status, "healthy_targets": len(healthy), "targets": len(serving)}
 
 
-def _services() -> dict:
+@dataclass(frozen=True)
+class Assessment:
+    """One look at everything the health views report, taken once per request."""
+
+    runtime: object | None
+    snapshot: object | None  # the snapshot the data plane serves, or a fresh compile without one
+    database: dict
+    redis: dict
+    services: dict[str, dict]  # slug -> _service_health, sorted by slug
+    config: list[dict]  # each live instance's published config status
+    timestamp: str
+
+    @property
+    def config_stale(self) -> bool:
+        return any(state.get("stale") for state in self.config)
+
+    @property
+    def config_error(self) -> str | None:
+        """The object at fault and what is wrong with it (instances share one registry)."""
+        return next((state["error"] for state in self.config if state.get("stale")), None)
+
+    @property
+    def status(self) -> str:
+        if self.snapshot is None:
+            return UNAVAILABLE
+        faulty = any(s["status"] in _FAULTY_SERVICE for s in self.services.values())
+        troubled = UNAVAILABLE in (self.database["status"], self.redis["status"])
+        return DEGRADED if faulty or troubled or self.config_stale else OK
+
+
+def assess() -> Assessment:
     runtime = active_runtime()
-    if runtime is not None and runtime.snapshot.loaded:
-        services = runtime.snapshot.services
-    else:  # a process without a data plane (tests, management commands): the last sweep's rows
-        from proxy.snapshot import compile_snapshot
-
-        services = compile_snapshot().services
-    return {service.slug: _service_health(service) for service in sorted(services, key=lambda s: s.slug)}
-
-
-def health_report() -> tuple[dict, int]:
-    services = _services()
-    redis = check_redis()
-    degraded = redis["status"] == "unavailable" or any(
-        s["status"] in ("degraded", "unhealthy") for s in services.values()
+    snapshot = runtime.snapshot if runtime is not None and runtime.snapshot.loaded else None
+    database = check_database()
+    config = breaker_board.read_board().config_states()
+    if snapshot is None and database["status"] == "ok":
+        snapshot, config = _compiled_here(config)
+    services = sorted(snapshot.services, key=lambda s: s.slug) if snapshot else []
+    return Assessment(
+        runtime=runtime,
+        snapshot=snapshot,
+        database=database,
+        redis=check_redis(),
+        services={service.slug: _service_health(service) for service in services},
+        config=config,
+        timestamp=datetime.now(UTC).isoformat(),
     )
-    report = {
-        "status": "degraded" if degraded else "ok",
-        "version": settings.GATEWAY_VERSION,
-        "timestamp": datetime.now(UTC).isoformat(),
-        "services": services,
-        "redis": redis["status"],
-    }
+
+
+def _compiled_here(config: list[dict]) -> tuple[object | None, list[dict]]:
+    """A process without a data plane (tests, management commands) compiles the registry
+    itself; a compile failure is reported like an instance's."""
+    from proxy.snapshot import CompileError, compile_snapshot
+
+    try:
+        return compile_snapshot(), config
+    except CompileError as exc:
+        return None, [*config, {"instance": "this process", "stale": True, "error": str(exc)}]
+
+
+def health_report(detail: bool) -> tuple[dict, int]:
+    """`/health`: the status for anyone; services and stores for staff and token holders."""
+    state = assess()
+    report = {"status": state.status, "config_stale": state.config_stale}
+    if detail:
+        report |= {
+            "version": settings.GATEWAY_VERSION,
+            "timestamp": state.timestamp,
+            "services": state.services,
+            "redis": state.redis["status"],
+            "config_error": state.config_error,
+        }
     return report, 200
 
 
 def readiness() -> tuple[dict, int]:
-    """Ready when it can route: a database or a loaded snapshot, and Redis if configured."""
+    """Ready when it can route: a database or a loaded snapshot, and Redis if configured.
+
+    A stale config does not make an instance unready: it still routes from its last good
+    snapshot, and one bad save must not take every instance out of rotation (SPEC 16).
+    """
     runtime = active_runtime()
     snapshot_loaded = bool(runtime and runtime.snapshot.loaded)
     database = check_database()
@@ -126,65 +193,78 @@ def latest_checks() -> dict:
     }
 
 
-def detailed_report(include_urls: bool) -> dict:
-    runtime = active_runtime()
-    from proxy.snapshot import compile_snapshot
+def _last_check(check) -> dict | None:
+    if check is None:
+        return None
+    return {
+        "ok": check.ok,
+        "status_code": check.status_code,
+        "latency_ms": check.latency_ms,
+        "error": check.error,
+        "at": check.created_at.isoformat(),
+    }
 
-    snapshot = runtime.snapshot if runtime is not None and runtime.snapshot.loaded else None
-    database = check_database()
-    if snapshot is None and database["status"] == "ok":
-        snapshot = compile_snapshot()
-    last_checks = latest_checks() if database["status"] == "ok" else {}
+
+def _target_detail(target, runtime, check, include_urls: bool) -> dict:
+    entry = {
+        "id": target.id,
+        "enabled": target.enabled,
+        "healthy": target.healthy,
+        "weight": target.weight,
+        "last_check": _last_check(check),
+        "circuit_breaker": runtime.breakers.describe(target.id) if runtime else None,
+    }
+    if include_urls:
+        entry["url"] = target.url
+    return entry
+
+
+def _services_detail(state: Assessment, include_urls: bool) -> dict:
+    last_checks = latest_checks() if state.database["status"] == "ok" else {}
     services = {}
-    for service in snapshot.services if snapshot else []:
-        targets = []
-        for target in service.targets:
-            check = last_checks.get(target.id)
-            entry = {
-                "id": target.id,
-                "enabled": target.enabled,
-                "healthy": target.healthy,
-                "weight": target.weight,
-                "last_check": None
-                if check is None
-                else {
-                    "ok": check.ok,
-                    "status_code": check.status_code,
-                    "latency_ms": check.latency_ms,
-                    "error": check.error,
-                    "at": check.created_at.isoformat(),
-                },
-                "circuit_breaker": runtime.breakers.describe(target.id) if runtime else None,
-            }
-            if include_urls:
-                entry["url"] = target.url
-            targets.append(entry)
+    for service in sorted(state.snapshot.services, key=lambda s: s.slug) if state.snapshot else []:
         services[service.slug] = {
-            **_service_health(service),
+            **state.services[service.slug],
             "prefix": service.prefix,
-            "targets_detail": targets,
+            "targets_detail": [
+                _target_detail(t, state.runtime, last_checks.get(t.id), include_urls) for t in service.targets
+            ],
         }
+    return services
+
+
+def detailed_report(include_urls: bool) -> dict:
+    """`/api/v1/health/detailed` and the dashboard: per target health and breakers, stores,
+    and config (versions, and the object at fault while it is stale)."""
     from registry.config_version import current_config_version
 
+    state = assess()
+    runtime = state.runtime
     return {
-        "status": "ok" if database["status"] == "ok" or snapshot else "unavailable",
+        "status": state.status,
         "version": settings.GATEWAY_VERSION,
-        "timestamp": datetime.now(UTC).isoformat(),
-        "services": services,
-        "database": database,
-        "redis": check_redis(),
+        "timestamp": state.timestamp,
+        "services": _services_detail(state, include_urls),
+        "database": state.database,
+        "redis": state.redis,
         "config_version": {
-            "serving": snapshot.version if snapshot else None,
-            "database": current_config_version() if database["status"] == "ok" else None,
+            "serving": state.snapshot.version if state.snapshot else None,
+            "database": current_config_version() if state.database["status"] == "ok" else None,
         },
+        "config_stale": state.config_stale,
+        "config": {"error": state.config_error, "instances": state.config},
         "sse_connections": runtime.alert_hub.count() if runtime and runtime.alert_hub else 0,
     }
 
 
 def status_report() -> dict:
-    runtime = active_runtime()
+    """`/api/v1/status`: the same status as `/health`, with this instance's particulars
+    (which worker answered; SPEC 10 lists it as public)."""
+    state = assess()
+    runtime = state.runtime
     return {
-        "status": "ok",
+        "status": state.status,
+        "config_stale": state.config_stale,
         "version": settings.GATEWAY_VERSION,
         "instance": f"{socket.gethostname()}:{os.getpid()}",
         "uptime_seconds": round(time.time() - _STARTED, 1),

@@ -15,6 +15,7 @@ from django.http import HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 from gateway_project.core.clientip import client_ip
+from gateway_project.ops.data_plane_loop import on_the_loop
 from gateway_project.web.problems import problem_response
 
 __all__ = ["metrics_view"]
@@ -47,23 +48,24 @@ def _registry():
 
 
 def _flush_on_the_event_loop() -> None:
-    """Bring this process's buffered request observations in; they belong to the data plane's
-    loop, so the flush runs there (the view runs in a worker thread)."""
-    import asyncio
+    """Bring this process's buffered request observations and its config lag in; they
+    belong to the data plane's loop, so the flush runs there (the view runs in a worker
+    thread)."""
+    import time
 
     from proxy.runtime import active_runtime
 
     runtime = active_runtime()
-    loop = getattr(runtime, "loop", None)
-    if loop is None or not loop.is_running():
+    if runtime is None or getattr(runtime, "loop", None) is None:
         return
 
-    async def flush() -> None:
+    def flush() -> None:
         runtime.metrics.flush()
+        runtime.metrics.config_lag.set(runtime.watcher.status.lag_seconds(time.time()))
 
     # A busy loop: the periodic flush brings them in within a second anyway.
-    with contextlib.suppress(Exception):
-        asyncio.run_coroutine_threadsafe(flush(), loop).result(timeout=1)
+    with contextlib.suppress(TimeoutError):
+        on_the_loop(runtime, flush)
 
 
 def metrics_view(request):

@@ -10,7 +10,18 @@ from collections.abc import Callable
 from django import forms
 from django.utils.text import capfirst
 
-__all__ = ["ChoiceListField", "ListFieldsMixin", "ReadOnlyAdminMixin", "StringListField"]
+__all__ = [
+    "AdminLayoutMixin",
+    "ChoiceListField",
+    "JSONObjectField",
+    "ListFieldsMixin",
+    "NetworkListField",
+    "ReadOnlyAdminMixin",
+    "StringListField",
+]
+
+ADMIN_STYLESHEET = "gateway/admin.css"
+NETWORKS_HELP = "Comma-separated CIDRs, e.g. 10.0.0.0/8."
 
 
 class StringListField(forms.CharField):
@@ -22,6 +33,23 @@ class StringListField(forms.CharField):
     def to_python(self, value) -> list[str]:
         text = super().to_python(value)
         return [item.strip() for item in re.split(r"[,\n]", text) if item.strip()]
+
+
+class NetworkListField(StringListField):
+    """A JSON list of CIDR networks (IP allow and deny lists), edited as text."""
+
+    def __init__(self, *, help_text: str = "", **kwargs) -> None:
+        super().__init__(help_text=help_text or NETWORKS_HELP, **kwargs)
+
+
+class JSONObjectField(forms.JSONField):
+    """A JSON object edited as text: an empty box means {} and nothing ever shows as `null`."""
+
+    def to_python(self, value):
+        return super().to_python(value) if value not in (None, "") else {}
+
+    def prepare_value(self, value):
+        return super().prepare_value({} if value is None else value)
 
 
 class ChoiceListField(forms.TypedMultipleChoiceField):
@@ -39,11 +67,24 @@ class ListFieldsMixin:
         factory = self.list_fields.get(db_field.name)
         if factory is None:
             return super().formfield_for_dbfield(db_field, request, **kwargs)
-        return factory(
-            label=capfirst(db_field.verbose_name),
-            help_text=db_field.help_text,
-            required=not db_field.blank,
-        )
+        options = {
+            "label": capfirst(db_field.verbose_name),
+            "help_text": db_field.help_text,
+            "required": not db_field.blank,
+        }
+        if db_field.has_default():
+            # An add form starts from the model default (all methods ticked, `{}`), as the API
+            # and config files do; a callable default is called for each form.
+            options["initial"] = db_field.default
+        return factory(**options)
+
+
+class AdminLayoutMixin:
+    """The gateway's admin stylesheet: number inputs wide enough for their values, inline
+    tables that fit a 1366 px screen."""
+
+    class Media:
+        css = {"all": (ADMIN_STYLESHEET,)}
 
 
 class ReadOnlyAdminMixin:

@@ -152,7 +152,9 @@ class ProblemSerializer(serializers.Serializer):
 
 
 class ProblemAutoSchema(AutoSchema):
-    """drf-spectacular's schema plus the problem+json errors every operation can answer."""
+    """drf-spectacular's schema plus the problem+json errors every operation can answer, in a
+    form that validators and client generators accept (see the overrides' docstrings).
+    """
 
     _ERRORS = (
         (
@@ -178,3 +180,22 @@ class ProblemAutoSchema(AutoSchema):
                 body["description"] = description
                 responses[status] = body
         return responses
+
+    def map_parsers(self) -> list[str]:
+        """Only the view's preferred request type (its first parser: JSON for the management
+        API, a form for the OAuth token endpoint). The others still parse, but a generated
+        client given one schema under three types sends the last one, multipart, which cannot
+        carry a service's nested targets.
+        """
+        return super().map_parsers()[:1]
+
+    def _insert_field_validators(self, field, schema):
+        """A blank-allowed field with a pattern becomes `oneOf: [pattern, empty]`, and
+        drf-spectacular moves its `default` (usually "") into the pattern branch, where "" fails
+        the pattern: openapi-spec-validator and client generators reject the whole document.
+        The default describes the field, so it goes back beside the `oneOf`.
+        """
+        super()._insert_field_validators(field, schema)
+        branches = schema.get("oneOf")
+        if branches and isinstance(branches[0], dict) and "default" in branches[0]:
+            schema["default"] = branches[0].pop("default")

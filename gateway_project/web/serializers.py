@@ -55,6 +55,16 @@ class FullCleanModelSerializer(serializers.ModelSerializer):
     #: Model fields `full_clean()` must skip (relations the serializer saves itself).
     clean_exclude: tuple[str, ...] = ()
 
+    def build_standard_field(self, field_name, model_field):
+        """The model default becomes the field's `initial`, so the browsable API's HTML form starts
+        where a JSON body that leaves the field out ends: a form posts an unticked box as false,
+        and `auth_required` or `enabled` must not turn off just because the box started empty.
+        """
+        field_class, kwargs = super().build_standard_field(field_name, model_field)
+        if model_field.has_default() and not kwargs.get("read_only"):
+            kwargs.setdefault("initial", model_field.default)
+        return field_class, kwargs
+
     def validate(self, attrs: dict) -> dict:
         attrs = super().validate(attrs)
         model = self.Meta.model

@@ -7,10 +7,15 @@ uniqueness) before anything is written, so the API refuses exactly what the admi
 from __future__ import annotations
 
 import copy
+import json
 
 from django.db import models, transaction
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import empty
+from rest_framework.settings import api_settings
+from rest_framework.utils import html
+from rest_framework.utils.serializer_helpers import JSONBoundField
 
 from gateway_project.core import breaker_board
 from gateway_project.web.serializers import FullCleanModelSerializer, SlugKeyField, clean_model_instance
@@ -34,6 +39,53 @@ __all__ = [
 _TARGET_READ_ONLY = ("healthy", "last_checked_at", "breaker_reset_at", "created_at", "updated_at")
 
 
+TARGETS_AS_JSON_HELP = (
+    'In this form: a JSON list, e.g. [{"url": "http://10.0.0.5:8080", "weight": 1}]. '
+    "On update the list is the full set: targets left out are deleted."
+)
+TARGETS_NOT_JSON = 'Send the targets as a JSON list, e.g. [{{"url": "http://10.0.0.5:8080"}}]: {error}.'
+TARGETS_TEXTAREA_ROWS = 8
+
+
+class JsonTextTargetList(serializers.ListSerializer):
+    """The nested target list, also editable in the browsable API's HTML form as JSON text.
+
+    DRF renders nested lists in HTML forms as "not supported"; here the form shows a textarea
+    holding the list as JSON and a form post's text is parsed back, so a service and its
+    targets can be created from the browser as from a JSON client.
+    """
+
+    def get_value(self, dictionary):
+        if not html.is_html_input(dictionary):
+            return super().get_value(dictionary)
+        text = dictionary.get(self.field_name, "")
+        if not text.strip():
+            return empty
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            return _UnparsedTargets(str(exc))
+
+    def to_internal_value(self, data):
+        if isinstance(data, _UnparsedTargets):
+            message = TARGETS_NOT_JSON.format(error=data.error)
+            raise serializers.ValidationError({api_settings.NON_FIELD_ERRORS_KEY: [message]})
+        return super().to_internal_value(data)
+
+
+class _UnparsedTargets:
+    """Form text that was not JSON, carried to validation so the error names the field."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+class _TargetsBoundField(JSONBoundField):
+    """The targets in an HTML form: JSON text, with help that says so."""
+
+    help_text = TARGETS_AS_JSON_HELP
+
+
 class ServiceTargetSerializer(serializers.ModelSerializer):
     """A target inside a service body: matched by `id` on update, created when `id` is absent."""
 
@@ -43,6 +95,7 @@ class ServiceTargetSerializer(serializers.ModelSerializer):
         model = Target
         fields = ("id", "url", "weight", "enabled", "demo_only", "version", *_TARGET_READ_ONLY)
         read_only_fields = _TARGET_READ_ONLY
+        list_serializer_class = JsonTextTargetList
 
 
 class ServiceSerializer(FullCleanModelSerializer):
@@ -53,6 +106,7 @@ class ServiceSerializer(FullCleanModelSerializer):
         required=False,
         help_text="On update the list is the full set: targets left out are deleted. "
         "Omit it on PATCH to keep the targets as they are.",
+        style={"base_template": "textarea.html", "rows": TARGETS_TEXTAREA_ROWS},
     )
 
     class Meta:
@@ -68,6 +122,13 @@ class ServiceSerializer(FullCleanModelSerializer):
             "created_at", "updated_at",
         )  # fmt: skip
         read_only_fields = ("created_at", "updated_at")
+
+    def __getitem__(self, key):
+        # The HTML form shows the targets as JSON text (see JsonTextTargetList), with the form's help.
+        bound = super().__getitem__(key)
+        if key != "targets":
+            return bound
+        return _TargetsBoundField(bound._field, bound.value, bound.errors)
 
     def validate(self, attrs: dict) -> dict:
         targets = attrs.pop("targets", None)

@@ -24,6 +24,7 @@ import httpx
 from django.conf import settings
 from django.core.cache import cache
 
+from gateway_project.core.outbound import async_outbound_client
 from registry.models import Service
 
 __all__ = [
@@ -137,10 +138,8 @@ def _source(service: Service) -> DocSource:
 async def fetch_documents(sources: list[DocSource]) -> list[FetchResult]:
     """Fetch and prepare every source's document concurrently; one failure touches no other."""
     gate = asyncio.Semaphore(MAX_PARALLEL_FETCHES)
-    async with httpx.AsyncClient(
+    async with async_outbound_client(
         timeout=FETCH_TIMEOUT_SECONDS,
-        follow_redirects=False,
-        trust_env=False,
         headers={"User-Agent": USER_AGENT, "Accept": "application/json, application/yaml"},
     ) as client:
         return await asyncio.gather(*(_fetch_one(client, gate, source) for source in sources))
@@ -370,6 +369,8 @@ _SWAGGER2_SCHEMA_KEYS = (
     "pattern",
 )
 _BODY_LOCATIONS = ("body", "formData")
+_MULTIPART = "multipart/form-data"
+_URLENCODED = "application/x-www-form-urlencoded"
 
 
 def _from_swagger2(document: dict) -> dict:
@@ -457,7 +458,14 @@ def _swagger2_parameter(parameter: dict) -> dict:
         return parameter
     schema = {key: parameter[key] for key in _SWAGGER2_SCHEMA_KEYS if key in parameter}
     kept = {k: parameter[k] for k in ("name", "in", "description", "required") if k in parameter}
-    return {**kept, "schema": schema or {"type": "string"}}
+    return {**kept, "schema": _swagger2_schema(schema) or {"type": "string"}}
+
+
+def _swagger2_schema(schema):
+    """Swagger 2.0's `file` type (uploads, downloads) is a binary string in OpenAPI 3."""
+    if isinstance(schema, dict) and schema.get("type") == "file":
+        return {**schema, "type": "string", "format": "binary"}
+    return schema
 
 
 def _swagger2_request_body(parameters: list, consumes: list) -> dict | None:
@@ -472,7 +480,8 @@ def _swagger2_request_body(parameters: list, consumes: list) -> dict | None:
         "type": "object",
         "properties": {p["name"]: _swagger2_parameter(p)["schema"] for p in form},
     }
-    return {"content": {"application/x-www-form-urlencoded": {"schema": schema}}}
+    media = _MULTIPART if _MULTIPART in consumes else _URLENCODED
+    return {"content": {media: {"schema": schema}}}
 
 
 def _swagger2_response(response, produces: list):
@@ -480,7 +489,8 @@ def _swagger2_response(response, produces: list):
         return response
     converted = {"description": response.get("description", "")}
     if "schema" in response:
-        converted["content"] = {media: {"schema": response["schema"]} for media in produces}
+        schema = _swagger2_schema(response["schema"])
+        converted["content"] = {media: {"schema": schema} for media in produces}
     if "headers" in response:
         converted["headers"] = {n: {"schema": h} for n, h in response["headers"].items()}
     return converted
@@ -502,18 +512,18 @@ def _swagger2_security(scheme: dict) -> dict:
 
 def merge_documents(sources: list[DocSource], metas: dict[str, dict], documents: dict[str, dict]) -> dict:
     """One OpenAPI document over every source; x-gateway-services says which ones made it."""
-    paths, components, tags, versions = {}, {}, [], set()
-    for source in sources:
-        document = documents.get(source.slug)
-        if document is None:
-            continue
+    paths, components, tags = {}, {}, []
+    merged = [(source, documents[source.slug]) for source in sources if source.slug in documents]
+    version = _merged_version({document["openapi"] for _, document in merged})
+    for source, document in merged:
+        if version == OPENAPI_31 and not document["openapi"].startswith("3.1"):
+            document = _lifted_to_31(document)
         paths.update(document["paths"])
         for kind, entries in document["components"].items():
             components.setdefault(kind, {}).update(entries)
         tags.append({"name": source.name, "description": source.description or document["title"]})
-        versions.add(document["openapi"])
     return {
-        "openapi": _merged_version(versions),
+        "openapi": version,
         "info": {
             "title": "Gateway APIs",
             "version": settings.GATEWAY_VERSION,
@@ -528,8 +538,43 @@ def merge_documents(sources: list[DocSource], metas: dict[str, dict], documents:
 
 
 def _merged_version(versions: set[str]) -> str:
-    """3.1 only when every document is 3.1: 3.1 schemas are not valid 3.0 ones."""
-    return OPENAPI_31 if versions and all(v.startswith("3.1") for v in versions) else OPENAPI_30
+    """3.1 as soon as one document is 3.1: its schemas are not valid 3.0 ones (type lists,
+    numeric exclusive bounds), while a 3.0 document lifts to 3.1 without loss.
+    """
+    return OPENAPI_31 if any(v.startswith("3.1") for v in versions) else OPENAPI_30
+
+
+# Keys whose values are data (examples, defaults, enums), not schemas: never rewritten.
+_DATA_KEYS = frozenset({"example", "examples", "default", "enum", "const", "x-gateway-services"})
+# Keys whose values map names to schemas: a property may well be called "default".
+_NAME_MAP_KEYS = frozenset({"properties", "patternProperties"})
+_EXCLUSIVE_BOUNDS = (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum"))
+
+
+def _lifted_to_31(node, names: bool = False):
+    """A copy of a prepared 3.0 document whose schemas say the same in 3.1 terms: boolean
+    exclusive bounds become numbers, `nullable` becomes a "null" type.
+    """
+    if isinstance(node, list):
+        return [_lifted_to_31(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if names:
+        return {name: _lifted_to_31(schema) for name, schema in node.items()}
+    lifted = {
+        key: value if key in _DATA_KEYS else _lifted_to_31(value, key in _NAME_MAP_KEYS)
+        for key, value in node.items()
+    }
+    for exclusive, bound in _EXCLUSIVE_BOUNDS:
+        if isinstance(lifted.get(exclusive), bool):
+            if lifted.pop(exclusive) and bound in lifted:
+                lifted[exclusive] = lifted.pop(bound)
+    if isinstance(lifted.get("nullable"), bool) and isinstance(lifted.get("type"), str):
+        if lifted.pop("nullable"):
+            lifted["type"] = [lifted["type"], "null"]
+            if isinstance(lifted.get("enum"), list) and None not in lifted["enum"]:
+                lifted["enum"] = [*lifted["enum"], None]
+    return lifted
 
 
 def _service_status(source: DocSource, meta: dict | None, documents: dict) -> dict:

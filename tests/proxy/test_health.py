@@ -3,14 +3,13 @@
 import os
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from registry.health import check_targets_now, health_sweep
 from registry.models import Target, TargetHealthCheck
-from tests.live import RecordingUpstream, database_url_for_subprocess
+from tests.live import RecordingUpstream, database_url_for_subprocess, wait_until
 
 
 def test_a_stopped_target_is_marked_unhealthy_gets_no_traffic_and_recovers(
@@ -111,11 +110,12 @@ def test_the_sweep_runs_on_a_real_celery_worker(
         monkeypatch.setenv("CELERY_BROKER_URL", broker)  # Celery prefers the variable to broker=
         sender = Celery(broker=broker, set_as_current=False)  # keep the eager app current
         sender.send_task("registry.tasks.health_sweep_task")
-        deadline = time.monotonic() + 30
-        while TargetHealthCheck.objects.count() < 2:
-            assert time.monotonic() < deadline, "the worker never ran the sweep"
+
+        def swept() -> bool:
             assert worker.poll() is None, "the worker died"
-            time.sleep(0.2)
+            return TargetHealthCheck.objects.count() >= 2
+
+        wait_until(swept, 30, interval=0.2, message="the worker to run the sweep")
         # Then: the live target passed, the stopped one failed and is marked unhealthy.
         results = {check.target.url: check.ok for check in TargetHealthCheck.objects.all()}
         assert results == {upstream.url: True, stopped: False}
@@ -128,28 +128,45 @@ def test_the_sweep_runs_on_a_real_celery_worker(
 # --- endpoints --------------------------------------------------------------------------
 
 
-def test_health_endpoints_answer_from_the_last_sweep(gateway, make_service, upstream):
+@pytest.fixture
+def staff_token(transactional_db) -> dict[str, str]:
+    """A staff user's management-API token header."""
+    from rest_framework.authtoken.models import Token
+
+    from tenancy.models import User
+
+    staff = User.objects.create_user("health-staff", password="staff-pass-123", is_staff=True)
+    return {"Authorization": f"Token {Token.objects.create(user=staff).key}"}
+
+
+def test_health_endpoints_answer_from_the_last_sweep(gateway, make_service, upstream, staff_token):
     make_service("sales", targets=[upstream.url])
     make_service("orders", targets=[{"url": upstream.url, "healthy": False}])
     gateway.sync()
     upstream.clear()
-    health = httpx.get(f"{gateway.url}/health").json()
-    assert set(health) >= {"status", "version", "timestamp", "services", "redis"}
+    # Anonymous callers learn the status and nothing else.
+    assert httpx.get(f"{gateway.url}/health").json() == {"status": "degraded", "config_stale": False}
+    health = httpx.get(f"{gateway.url}/health", headers=staff_token).json()
+    assert set(health) >= {"status", "version", "timestamp", "services", "redis", "config_stale"}
     assert health["services"]["sales"]["status"] == "healthy"
     assert health["services"]["orders"]["status"] == "unhealthy"
     assert health["status"] == "degraded"
-    assert httpx.get(f"{gateway.url}/api/v1/health").json()["services"] == health["services"]
+    same = httpx.get(f"{gateway.url}/api/v1/health", headers=staff_token).json()
+    assert same["services"] == health["services"]
     assert upstream.hits() == []  # nothing was called inline
     assert httpx.get(f"{gateway.url}/health/live").json() == {"status": "alive"}
     ready = httpx.get(f"{gateway.url}/health/ready")
     assert ready.status_code == 200 and ready.json()["snapshot_loaded"] is True
     assert httpx.get(f"{gateway.url}/health/startup").status_code == 200
     status = httpx.get(f"{gateway.url}/api/v1/status").json()
+    assert (status["status"], status["config_stale"]) == ("degraded", False)  # the same as /health
     assert status["config_version"] == gateway.runtime.snapshot.version
     assert status["services"] == 2
 
 
-def test_detailed_health_shows_breakers_and_hides_urls_from_anonymous(gateway, make_service):
+def test_detailed_health_shows_breakers_to_staff_and_urls_to_staff_users_only(
+    gateway, make_service, staff_token, settings
+):
     from tests.live import free_port
 
     make_service(
@@ -162,14 +179,23 @@ def test_detailed_health_shows_breakers_and_hides_urls_from_anonymous(gateway, m
     gateway.sync()
     for _ in range(2):
         httpx.get(f"{gateway.url}/api/v1/sales/x")
-    detailed = httpx.get(f"{gateway.url}/api/v1/health/detailed").json()
+    anonymous = httpx.get(f"{gateway.url}/api/v1/health/detailed")
+    assert anonymous.status_code == 401
+    assert anonymous.headers["content-type"] == "application/problem+json"
+    detailed = httpx.get(f"{gateway.url}/api/v1/health/detailed", headers=staff_token).json()
     target = detailed["services"]["sales"]["targets_detail"][0]
     assert target["circuit_breaker"]["state"] == "open"
     assert target["circuit_breaker"]["failure_count"] == 2
     assert 0 < target["circuit_breaker"]["time_until_retry"] <= 30
-    assert "url" not in target
+    assert target["url"].startswith("http://127.0.0.1:")
     assert detailed["database"]["status"] == "ok"
     assert detailed["config_version"]["serving"] == detailed["config_version"]["database"]
+    # The monitoring token reads the same detail, without the target URLs.
+    settings.METRICS_TOKEN = "scrape-secret"
+    scrape = {"Authorization": "Bearer scrape-secret"}
+    monitored = httpx.get(f"{gateway.url}/api/v1/health/detailed", headers=scrape).json()
+    assert "url" not in monitored["services"]["sales"]["targets_detail"][0]
+    assert monitored["services"]["sales"]["status"] == detailed["services"]["sales"]["status"]
 
 
 def test_ready_is_503_when_redis_is_configured_but_down(db, settings, client):

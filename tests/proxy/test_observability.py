@@ -3,7 +3,6 @@
 import json
 import logging
 import re
-import time
 
 import httpx
 import pytest
@@ -143,14 +142,14 @@ def logged_gateway(transactional_db, settings, tmp_path):
 
 
 def read_lines(path, count: int, timeout: float = 3.0) -> list[dict]:
-    deadline = time.monotonic() + timeout  # lines are flushed every 200 ms
-    while time.monotonic() < deadline:
+    """The access log's lines once there are `count` (they are flushed every 200 ms)."""
+
+    def enough() -> list[dict] | None:
         text = path.read_text() if path.exists() else ""
         lines = [json.loads(line) for line in text.splitlines() if line.strip()]
-        if len(lines) >= count:
-            return lines
-        time.sleep(0.05)
-    pytest.fail(f"expected {count} access log lines in {path}")
+        return lines if len(lines) >= count else None
+
+    return wait_until(enough, timeout, message=f"{count} access log lines in {path}")
 
 
 def test_one_structured_log_line_per_request_without_secrets(
@@ -225,11 +224,12 @@ def test_the_access_log_can_go_through_the_logging_module(
         server.sync()
         with caplog.at_level(logging.INFO, logger="gateway.access"):
             httpx.get(f"{server.url}/api/v1/sales/x")
-            deadline = time.monotonic() + 2
-            while (
-                not [r for r in caplog.records if r.name == "gateway.access"] and time.monotonic() < deadline
-            ):
-                time.sleep(0.01)
+            wait_until(
+                lambda: [r for r in caplog.records if r.name == "gateway.access"],
+                2,
+                interval=0.01,
+                message="a gateway.access record",
+            )
     finally:
         server.stop()
     record = next(r for r in caplog.records if r.name == "gateway.access")

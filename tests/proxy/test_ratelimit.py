@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import require
-from tests.live import GatewayProcess, GatewayServer, free_port
+from tests.live import GatewayProcess, GatewayServer, free_port, wait_until
 
 
 @pytest.fixture
@@ -286,12 +286,14 @@ def test_redis_outage_fails_open_or_closed_and_recovers(start_gateway, make_serv
     assert closed.status_code == 503
     assert closed.json()["code"] == "SERVICE_UNAVAILABLE"
     own_redis.start()
-    deadline = time.monotonic() + 5
-    while True:  # shared limits resume without a restart: the count continues in Redis
+
+    def payments_allowed() -> httpx.Response | None:
         response = httpx.get(payments, timeout=5)
-        if response.status_code == 200:
-            break
-        assert time.monotonic() < deadline, "Redis came back but the limiter did not"
-        time.sleep(0.2)
+        return response if response.status_code == 200 else None
+
+    # Shared limits resume without a restart: the count continues in Redis.
+    response = wait_until(
+        payments_allowed, 5, interval=0.2, message="the limiter to resume once Redis came back"
+    )
     assert response.headers["ratelimit"].startswith('"closed-policy";r=999')
     assert httpx.get(sales).headers["ratelimit"].startswith('"open-policy";r=999')

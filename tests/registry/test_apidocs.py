@@ -225,7 +225,7 @@ def test_health_sweep_merges_every_document_under_the_gateway_paths(services, up
 
     # Then: both documents are merged with their paths as clients call them here.
     merged = cached_merged()
-    assert merged["openapi"] == "3.0.3"  # sales is 3.0: the merge cannot claim 3.1
+    assert merged["openapi"] == "3.1.0"  # stock is 3.1: sales' 3.0 schemas lift to 3.1
     assert set(merged["paths"]) == {
         "/api/v1/sales/orders",
         "/api/v1/sales/orders/{id}",

@@ -12,7 +12,6 @@ from io import StringIO
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
-from django.urls import reverse
 from django.utils import timezone
 
 from proxy.snapshot import compile_snapshot
@@ -32,8 +31,8 @@ from registry.constants import (
 from registry.models import ApiKey, RatePolicy, Service, ServiceVersion, Target
 from tenancy.constants import GRACE_DAYS_RANGE
 from tenancy.models import IdentityProvider, Subscription, Tenant
+from tests.control_plane import PROBLEM, admin_url
 
-PROBLEM = "application/problem+json"
 MANAGE = "/api/manage"
 INT64_MAX = 9223372036854775807
 ONE_MEGABYTE = "x" * 1_000_000
@@ -375,10 +374,6 @@ def admin_form(client, url: str, model) -> dict:
     parser = _FormFields(f"{model._meta.model_name}_form")
     parser.feed(page.content.decode())
     return parser.data
-
-
-def admin_url(model, view: str, *args) -> str:
-    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
 
 
 def assert_form_error_on(response, field_name: str) -> None:

@@ -26,8 +26,18 @@ def breaker_state(gateway, target_id: int) -> str:
     return breaker.state if breaker is not None else BreakerState.CLOSED
 
 
+def staff_headers() -> dict[str, str]:
+    """A staff token: the detailed health is for staff (or the monitoring token)."""
+    from rest_framework.authtoken.models import Token
+
+    from tenancy.models import User
+
+    user, _ = User.objects.get_or_create(username="faults-staff", defaults={"is_staff": True})
+    return {"Authorization": f"Token {Token.objects.get_or_create(user=user)[0].key}"}
+
+
 def detailed_breaker(gateway, service: str, target_id: int) -> dict:
-    detailed = httpx.get(f"{gateway.url}/api/v1/health/detailed", timeout=5).json()
+    detailed = httpx.get(f"{gateway.url}/api/v1/health/detailed", headers=staff_headers(), timeout=5).json()
     targets = detailed["services"][service]["targets_detail"]
     return next(t["circuit_breaker"] for t in targets if t["id"] == target_id)
 
@@ -63,11 +73,11 @@ def test_upstream_killed_under_load_fails_fast_opens_the_breaker_and_recovers(
         message="the dead target's breaker to open",
     )
     opened_at = time.monotonic()
+    live_before = len(upstream.hits("/x"))  # counted from the opening on, like while_open
     described = detailed_breaker(gateway, "sales", doomed.pk)
     assert described["state"] == "open"
     assert described["failure_count"] >= 3
     assert 0 < described["time_until_retry"] <= 2
-    live_before = len(upstream.hits("/x"))
     time.sleep(1.0)  # shorter than the recovery timeout: the breaker stays open
     while_open = load.between(opened_at + 0.05, opened_at + 1.0)
     assert while_open, "no traffic while the breaker was open"

@@ -1,0 +1,1 @@
+"""Configuration as code (SPEC section 18): the registry as one reviewable file, and back."""
