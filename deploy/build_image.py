@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 DEPLOY = Path(__file__).resolve().parent
@@ -161,6 +162,11 @@ def content_tag(base_id: str, build_args: dict[str, str]) -> str:
     return f"{CONTENT_TAG_PREFIX}{digest.hexdigest()[:HASH_CHARS]}"
 
 
+def project_version() -> str:
+    with (CONTEXT / "pyproject.toml").open("rb") as handle:
+        return tomllib.load(handle)["project"]["version"]
+
+
 def build(base: str, reference: str, extra_tags: list[str], no_cache: bool) -> float:
     # docker format keeps the HEALTHCHECK (OCI images have no such field).
     command = ["build", "--runtime", "runc", "--network", "host", "--layers", "--format", "docker"]
@@ -203,10 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     elif not image_exists(args.base):
         podman("pull", args.base, timeout=600)
     reference = f"{IMAGE}:{content_tag(image_id(args.base), {'BASE_IMAGE': args.base})}"
+    # Also the names compose and the manifests use (django-api-gateway:<version>).
+    aliases = [f"{IMAGE}:latest", f"{IMAGE}:{project_version()}"]
     if image_exists(reference) and not (args.force or args.no_cache):
+        podman("tag", reference, *aliases)
         log(f"{reference} is up to date (nothing in the context changed)")
     else:
-        seconds = build(args.base, reference, [f"{IMAGE}:latest"], args.no_cache)
+        seconds = build(args.base, reference, aliases, args.no_cache)
         log(f"built {reference} in {seconds:.1f} s")
         prune_old_content_tags(keep=reference)
     size = podman("image", "inspect", "--format", "{{.Size}}", reference).stdout.strip()

@@ -1,13 +1,17 @@
 """deploy/: the Dockerfile, compose file, nginx front and Kubernetes manifests agree with the code.
 
-No container engine runs here, so these check what can be checked without one: every file
-parses, the manifests match the Kubernetes schemas (kubernetes-validate, when installed),
-probes point at real URLs, env var names are ones the settings read, the image runs as
-non-root with the same serve command as `make run`, and nginx accepts the front's config.
+These check what can be checked without running the files: every file parses, the
+manifests match the Kubernetes schemas (kubernetes-validate, when installed), probes point
+at real URLs, env var names are ones the settings read, the image runs as non-root with
+the same serve command as `make run`, and nginx accepts the front's config. The image
+itself is built with podman and run for real in tests/test_container_image.py; the
+compose file and the manifests are not run here (no registry for their Redis, PostgreSQL
+and nginx images, no Kubernetes cluster).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shlex
@@ -246,8 +250,11 @@ def test_the_secret_template_holds_placeholders_only():
 # --- Dockerfile ---------------------------------------------------------------------------
 
 
-def test_the_image_runs_as_non_root_on_python_311_slim():
-    assert dockerfile("FROM") == ["python:3.11-slim"]
+def test_the_image_runs_as_non_root_on_python_311_slim_by_default():
+    # The base is a build argument: published builds use python:3.11-slim, `make image`
+    # here a Debian base made with debootstrap (deploy/build_image.py).
+    assert dockerfile_instructions()[0] == ("ARG", "BASE_IMAGE=python:3.11-slim")
+    assert dockerfile("FROM") == ["${BASE_IMAGE}"]
     user = dockerfile("USER")[-1].split(":")[0]
     assert user not in ("root", "0")
     assert dockerfile("EXPOSE") == ["8000"]
@@ -278,6 +285,37 @@ def test_the_build_installs_from_pyproject_and_needs_no_database():
     assert "pip install ." in runs
     for needs_database in ("migrate", "collectstatic", "load_demo"):
         assert needs_database not in runs
+
+
+def test_every_base_gets_python_in_a_venv_first_on_path():
+    env = " ".join(dockerfile("ENV"))
+    assert "PATH=/opt/venv/bin:$PATH" in env
+    runs = " ".join(dockerfile("RUN"))
+    # Debian's python3 and python3-venv only when the base has no usable Python.
+    assert 'if ! python3 -c "import ensurepip, venv"' in runs
+    assert "python3 -m venv /opt/venv" in runs
+
+
+def test_pip_gets_a_ca_bundle_only_when_the_build_passes_one():
+    # No default: a standard `docker build` keeps pip's own bundle.
+    assert "PIP_CERT" in dockerfile("ARG")
+    assert 'if [ -z "${PIP_CERT:-}" ]; then unset PIP_CERT; fi' in " ".join(dockerfile("RUN"))
+
+
+def build_image_module():
+    spec = importlib.util.spec_from_file_location("build_image", DEPLOY / "build_image.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_image_content_tag_covers_what_the_build_context_sends():
+    builder = build_image_module()
+    sent = {path.relative_to(BASE_DIR).as_posix() for path in builder.context_files()}
+    assert {"manage.py", "pyproject.toml", "gateway_project/settings.py", "proxy/snapshot.py"} <= sent
+    for kept_out in ("tests/", "var/", ".venv/", ".git/", "deploy/", "docs/", "bench/"):
+        assert not [path for path in sent if path.startswith(kept_out)], kept_out
+    assert not [path for path in sent if "__pycache__" in path or path.endswith((".pyc", ".pem"))]
 
 
 def test_dockerignore_keeps_local_state_and_secrets_out_of_the_build_context():
