@@ -68,7 +68,7 @@ class ConsoleFormatter(logging.Formatter):
 
 def _console_value(value) -> str:
     """A field value on one line: bare when it is one plain word, else JSON (quoted, escaped)."""
-    if isinstance(value, str) and value and not any(ch.isspace() or ch in "\"=" for ch in value):
+    if isinstance(value, str) and value and not any(ch.isspace() or ch in '"=' for ch in value):
         return value
     if isinstance(value, bool | int | float) or value is None:
         return json.dumps(value)

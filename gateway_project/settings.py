@@ -13,6 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from gateway_project.core import redis_topology
 from gateway_project.core.env import env_bool, env_float, env_int, env_list, env_seconds, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -105,28 +106,23 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = env_str("REDIS_URL", "")
+# One REDIS_URL for every client (SPEC section 21): a single Redis, a Sentinel group or a
+# Cluster; gateway_project.core.redis_topology parses it and builds each client from it.
+REDIS_URL = redis_topology.normalise_url(
+    env_str("REDIS_URL", ""),
+    cluster=env_bool("REDIS_CLUSTER", False),
+    sentinels=env_str("REDIS_SENTINELS", ""),
+    sentinel_master=env_str("REDIS_SENTINEL_MASTER", ""),
+)
 CACHE_KEY_PREFIX = env_str("CACHE_KEY_PREFIX", "gw")
+# channels-redis has no Cluster support: with REDIS_CLUSTER=1 name a single Redis or Sentinel here.
+CHANNEL_LAYER_URL = env_str("CHANNEL_LAYER_URL", "")
 
 if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": CACHE_KEY_PREFIX,
-            "OPTIONS": {
-                "SOCKET_CONNECT_TIMEOUT": 1,
-                "SOCKET_TIMEOUT": 1,
-                # A cache outage must never turn into a 500 on the control plane.
-                "IGNORE_EXCEPTIONS": True,
-            },
-        }
-    }
+    _REDIS_TOPOLOGY = redis_topology.parse(REDIS_URL)
+    CACHES = {"default": redis_topology.cache_settings(_REDIS_TOPOLOGY, CACHE_KEY_PREFIX)}
     CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{CACHE_KEY_PREFIX}:asgi"},
-        }
+        "default": redis_topology.channel_layer_settings(_REDIS_TOPOLOGY, CACHE_KEY_PREFIX, CHANNEL_LAYER_URL)
     }
     DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 else:
@@ -142,7 +138,14 @@ else:
 # --- Celery -----------------------------------------------------------------------------
 
 # The filesystem transport ignores the host, but kombu warns at every start when there is none.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "filesystem://localhost/")
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")
+CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+if not CELERY_BROKER_URL:
+    # kombu speaks redis:// and sentinel:// but not Cluster: celery_broker() says so at startup.
+    if REDIS_URL:
+        CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = redis_topology.celery_broker(_REDIS_TOPOLOGY)
+    else:
+        CELERY_BROKER_URL = "filesystem://localhost/"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _CELERY_DIR = VAR_DIR / "celery"
     for _sub in ("queue", "processed", "control"):

@@ -10,6 +10,7 @@ for fail-open policies while Redis is unreachable.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -20,10 +21,17 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from proxy.exchange import Exchange, Rejection
-from proxy.redis_pipe import script_sha
+from proxy.redis_pipe import key_slot, script_sha
 from proxy.snapshot import RatePolicyEntry
 
-__all__ = ["InProcessLimiter", "LUA_SCRIPT", "PolicyCheck", "RateLimiter", "rate_limit_headers"]
+__all__ = [
+    "InProcessLimiter",
+    "LUA_SCRIPT",
+    "UNDO_SCRIPT",
+    "PolicyCheck",
+    "RateLimiter",
+    "rate_limit_headers",
+]
 
 logger = logging.getLogger("gateway.ratelimit")
 
@@ -103,6 +111,22 @@ if admitted == 1 then
 end
 table.insert(results, 1, admitted)
 return results
+"""
+
+
+UNDO_SCRIPT = """
+-- Takes back one request's records (Cluster: another slot refused it). KEYS: one per
+-- policy. ARGV[1]: the request's member; then per policy: algorithm, GCRA interval in ms.
+for i = 1, #KEYS do
+  local algorithm = ARGV[2 + (i - 1) * 2]
+  if algorithm == 's' then
+    redis.call('ZREM', KEYS[i], ARGV[1])
+  else
+    local tat = tonumber(redis.call('GET', KEYS[i]))
+    if tat then redis.call('SET', KEYS[i], tat - tonumber(ARGV[3 + (i - 1) * 2]), 'KEEPTTL') end
+  end
+end
+return 1
 """
 
 
@@ -194,6 +218,8 @@ class RateLimiter:
         self.default_policy = _default_policy()
         self._pipe = runtime.redis_pipe
         self._sha = script_sha(LUA_SCRIPT)
+        self._undo_sha = script_sha(UNDO_SCRIPT)
+        self._cluster = getattr(self._pipe, "cluster", False)
         self._redis_down_until = 0.0
         self._incident_logged = False
         self._matching_cache: dict = {}
@@ -243,6 +269,16 @@ class RateLimiter:
             return f"tenant:{identity.tenant}"
         return identity.rate_key
 
+    def _tagged_key(self, prefix: str, policy: RatePolicyEntry, exchange: Exchange) -> str:
+        """On a Cluster, a {hash tag} keeps a request's usual keys in one slot: a user's and
+        their tenant's keys share the tenant's tag; ip and global keys carry their own."""
+        subject = self._subject(policy, exchange)
+        identity = exchange.identity
+        tag = subject
+        if identity is not None and identity.tenant and not subject.startswith(("ip:", "global")):
+            tag = f"tenant:{identity.tenant}"
+        return f"{prefix}:rl:{{{tag}}}:{policy.name}:{subject}"
+
     # --- enforcement -------------------------------------------------------------------------
 
     def enforce(self, exchange: Exchange):
@@ -250,7 +286,10 @@ class RateLimiter:
         if not policies:
             return None
         prefix = settings.CACHE_KEY_PREFIX
-        keyed = [(f"{prefix}:rl:{p.name}:{self._subject(p, exchange)}", p) for p in policies]
+        if self._cluster:
+            keyed = [(self._tagged_key(prefix, p, exchange), p) for p in policies]
+        else:
+            keyed = [(f"{prefix}:rl:{p.name}:{self._subject(p, exchange)}", p) for p in policies]
         if self._pipe is None:
             self._apply(exchange, self.local.check(keyed))
             return None
@@ -265,7 +304,11 @@ class RateLimiter:
         for _, policy in keyed:
             args += self._script_args(policy)
         try:
-            reply = await self._pipe.evalsha(LUA_SCRIPT, self._sha, [key for key, _ in keyed], args)
+            if self._cluster:
+                checks = await self._checks_on_cluster(keyed, args[0])
+            else:
+                reply = await self._pipe.evalsha(LUA_SCRIPT, self._sha, [key for key, _ in keyed], args)
+                checks = _checks_from_reply(keyed, reply)
         except Exception as exc:
             self._redis_failed(exc)
             self._apply(exchange, self._fallback(keyed))
@@ -273,17 +316,40 @@ class RateLimiter:
         if self._incident_logged:
             logger.warning("rate-limit backend recovered; shared limits resume")
             self._incident_logged = False
-        checks = [
-            PolicyCheck(
-                policy,
-                bool(reply[1 + i * 4]),
-                int(reply[2 + i * 4]),
-                int(reply[3 + i * 4]),
-                int(reply[4 + i * 4]),
-            )
-            for i, (_, policy) in enumerate(keyed)
-        ]
         self._apply(exchange, checks)
+
+    async def _checks_on_cluster(self, keyed, member: str) -> list[PolicyCheck]:
+        """One script per slot, all sent at once (one round trip per shard touched, in
+        parallel). Each key stays exact; if one slot admitted and another refused, the
+        admitted slots' records are taken back so a refused request consumes no quota."""
+        groups: dict[int, list[int]] = {}
+        for index, (key, _) in enumerate(keyed):
+            groups.setdefault(key_slot(key), []).append(index)
+        ordered = list(groups.values())
+        replies = await asyncio.gather(*(self._evaluate_group(keyed, indexes, member) for indexes in ordered))
+        checks: list[PolicyCheck | None] = [None] * len(keyed)
+        for indexes, reply in zip(ordered, replies, strict=True):
+            group_checks = _checks_from_reply([keyed[i] for i in indexes], reply)
+            for index, check in zip(indexes, group_checks, strict=True):
+                checks[index] = check
+        admitted = [bool(reply[0]) for reply in replies]
+        if not all(admitted) and any(admitted):
+            undo = [indexes for indexes, ok in zip(ordered, admitted, strict=True) if ok]
+            await asyncio.gather(*(self._undo_group(keyed, indexes, member) for indexes in undo))
+        return checks
+
+    def _evaluate_group(self, keyed, indexes: list[int], member: str):
+        args = [member]
+        for index in indexes:
+            args += self._script_args(keyed[index][1])
+        return self._pipe.evalsha(LUA_SCRIPT, self._sha, [keyed[i][0] for i in indexes], args)
+
+    def _undo_group(self, keyed, indexes: list[int], member: str):
+        args = [member]
+        for index in indexes:
+            policy = keyed[index][1]
+            args += [self._script_args(policy)[0], str(policy.window_seconds * 1000 / policy.limit).encode()]
+        return self._pipe.evalsha(UNDO_SCRIPT, self._undo_sha, [keyed[i][0] for i in indexes], args)
 
     def _script_args(self, policy: RatePolicyEntry) -> list[bytes]:
         """The script's four arguments for a policy, encoded once per snapshot."""
@@ -329,6 +395,19 @@ class RateLimiter:
             [(b"retry-after", str(retry_after).encode())],
             violated_policies=names,
         )
+
+
+def _checks_from_reply(keyed, reply) -> list[PolicyCheck]:
+    return [
+        PolicyCheck(
+            policy,
+            bool(reply[1 + i * 4]),
+            int(reply[2 + i * 4]),
+            int(reply[3 + i * 4]),
+            int(reply[4 + i * 4]),
+        )
+        for i, (_, policy) in enumerate(keyed)
+    ]
 
 
 def rate_limit_headers(checks: list[PolicyCheck]) -> list[tuple[bytes, bytes]]:

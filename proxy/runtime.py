@@ -128,17 +128,14 @@ class Runtime:
 
         self.upstream = create_upstream_client(settings.UPSTREAM_CLIENT, settings.UPSTREAM_POOL_SIZE)
         if settings.REDIS_URL:
-            import redis.asyncio as aioredis
+            from gateway_project.core import redis_topology
+            from proxy.redis_pipe import open_pipe
 
-            from proxy.redis_pipe import RedisPipe
-
-            self.redis = aioredis.Redis.from_url(
-                settings.REDIS_URL,
-                socket_connect_timeout=0.5,
-                socket_timeout=0.5,
-                health_check_interval=30,
+            topology = redis_topology.current()  # single, Sentinel or Cluster (SPEC section 21)
+            self.redis = redis_topology.async_client(
+                topology, socket_connect_timeout=0.5, socket_timeout=0.5, health_check_interval=30
             )
-            self.redis_pipe = RedisPipe(settings.REDIS_URL)
+            self.redis_pipe = open_pipe(topology)
         self.limiter = RateLimiter(self)
         self.response_cache = ResponseCache(self.redis_pipe, settings.CACHE_KEY_PREFIX)
         await self.watcher.start()
@@ -215,10 +212,10 @@ class Runtime:
     def redis_pubsub_client(self):
         """A separate client without a read timeout: a subscription waits indefinitely."""
         if self._pubsub_redis is None:
-            import redis.asyncio as aioredis
+            from gateway_project.core import redis_topology
 
-            self._pubsub_redis = aioredis.Redis.from_url(
-                settings.REDIS_URL,
+            self._pubsub_redis = redis_topology.async_client(
+                redis_topology.current(),
                 socket_connect_timeout=1,
                 socket_timeout=None,
                 socket_keepalive=True,

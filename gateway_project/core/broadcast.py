@@ -13,6 +13,8 @@ from functools import lru_cache
 
 from django.conf import settings
 
+from gateway_project.core import redis_topology
+
 __all__ = ["listen", "prefixed", "publish", "sync_redis"]
 
 logger = logging.getLogger("gateway.broadcast")
@@ -28,9 +30,10 @@ def sync_redis():
 
 @lru_cache(maxsize=4)
 def _client_for(url: str):
-    import redis
-
-    return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2, health_check_interval=30)
+    """Single Redis, Sentinel master or Cluster, as REDIS_URL names it (SPEC section 21)."""
+    return redis_topology.sync_client(
+        redis_topology.parse(url), socket_connect_timeout=1, socket_timeout=2, health_check_interval=30
+    )
 
 
 def prefixed(name: str) -> str:

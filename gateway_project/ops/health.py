@@ -3,9 +3,10 @@ upstream.
 
 Every health view (`/health`, `/api/v1/health`, `/api/v1/health/detailed`, `/api/v1/status`
 and the dashboard) starts from one `assess()`, so they never disagree on the same state.
-An anonymous caller gets only the overall status and whether the config is stale; staff
-and token holders get the detail. Config status is read from the instance board, where
-each data-plane instance publishes it, the way breakers are.
+An anonymous caller gets SPEC 10's shape with each enabled service's status only (no
+disabled services, targets or errors); staff and token holders get the detail. Config
+status is read from the instance board, where each data-plane instance publishes it, the
+way breakers are.
 """
 
 from __future__ import annotations
@@ -139,17 +140,24 @@ def _compiled_here(config: list[dict]) -> tuple[object | None, list[dict]]:
 
 
 def health_report(detail: bool) -> tuple[dict, int]:
-    """`/health`: the status for anyone; services and stores for staff and token holders."""
+    """`/health` (SPEC 10's shape for anyone): the status of each enabled service, no more;
+    targets, stores' errors and the config error for staff and token holders."""
     state = assess()
-    report = {"status": state.status, "config_stale": state.config_stale}
-    if detail:
-        report |= {
-            "version": settings.GATEWAY_VERSION,
-            "timestamp": state.timestamp,
-            "services": state.services,
-            "redis": state.redis["status"],
-            "config_error": state.config_error,
+    services = state.services
+    if not detail:  # what a status page shows: disabled services and counts stay private
+        services = {
+            slug: {"status": s["status"]} for slug, s in services.items() if s["status"] != "disabled"
         }
+    report = {
+        "status": state.status,
+        "version": settings.GATEWAY_VERSION,
+        "timestamp": state.timestamp,
+        "services": services,
+        "redis": state.redis["status"],
+        "config_stale": state.config_stale,
+    }
+    if detail:
+        report["config_error"] = state.config_error
     return report, 200
 
 

@@ -566,15 +566,24 @@ def _lifted_to_31(node, names: bool = False):
         for key, value in node.items()
     }
     for exclusive, bound in _EXCLUSIVE_BOUNDS:
-        if isinstance(lifted.get(exclusive), bool):
-            if lifted.pop(exclusive) and bound in lifted:
+        # 3.0: `minimum: 0, exclusiveMinimum: true`; 3.1: `exclusiveMinimum: 0`.
+        exclusive_flag = lifted.get(exclusive)
+        if isinstance(exclusive_flag, bool):
+            del lifted[exclusive]
+            if exclusive_flag and bound in lifted:
                 lifted[exclusive] = lifted.pop(bound)
     if isinstance(lifted.get("nullable"), bool) and isinstance(lifted.get("type"), str):
-        if lifted.pop("nullable"):
-            lifted["type"] = [lifted["type"], "null"]
-            if isinstance(lifted.get("enum"), list) and None not in lifted["enum"]:
-                lifted["enum"] = [*lifted["enum"], None]
+        _lift_nullable(lifted)
     return lifted
+
+
+def _lift_nullable(schema: dict) -> None:
+    """3.0: `type: string, nullable: true`; 3.1: `type: [string, "null"]` (and null in an enum)."""
+    if not schema.pop("nullable"):
+        return
+    schema["type"] = [schema["type"], "null"]
+    if isinstance(schema.get("enum"), list) and None not in schema["enum"]:
+        schema["enum"] = [*schema["enum"], None]
 
 
 def _service_status(source: DocSource, meta: dict | None, documents: dict) -> dict:

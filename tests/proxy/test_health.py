@@ -144,8 +144,10 @@ def test_health_endpoints_answer_from_the_last_sweep(gateway, make_service, upst
     make_service("orders", targets=[{"url": upstream.url, "healthy": False}])
     gateway.sync()
     upstream.clear()
-    # Anonymous callers learn the status and nothing else.
-    assert httpx.get(f"{gateway.url}/health").json() == {"status": "degraded", "config_stale": False}
+    # Anonymous callers learn each enabled service's status and nothing more.
+    public = httpx.get(f"{gateway.url}/health").json()
+    assert public["status"] == "degraded" and public["config_stale"] is False
+    assert public["services"] == {"orders": {"status": "unhealthy"}, "sales": {"status": "healthy"}}
     health = httpx.get(f"{gateway.url}/health", headers=staff_token).json()
     assert set(health) >= {"status", "version", "timestamp", "services", "redis", "config_stale"}
     assert health["services"]["sales"]["status"] == "healthy"
