@@ -4,7 +4,8 @@ Scenarios, all on this machine, measured with wrk in interleaved rounds so drift
 the upstream directly, a bare aiohttp reference proxy, nginx as a reverse proxy (when
 installed), and the gateway minimal (no auth, no limits), full (RS256 JWT, Redis rate
 limit that never rejects, metrics, JSON access log to a file), full without the rate
-limit (the limiter's cost), full with 2 workers, and minimal with the httpx client. Then
+limit (the limiter's cost), full with 2 workers, full on a 3-master Redis Cluster instead
+of the single Redis, and minimal with the httpx client. Then
 N concurrent SSE clients and one alert, and config propagation between two instances.
 """
 
@@ -24,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.processes import PYTHON, ROOT, ChildProcesses, free_port, raise_fd_limit
+from bench.redis_cluster import start_cluster
 from bench.wrk import run_wrk, wrk_available
 
 RESULTS = ROOT / "bench" / "results"
@@ -164,6 +166,11 @@ def scenarios_for(args, peers: dict, gateways: dict, token: str) -> dict:
             gateways["full-2-workers"] + "/api/v1/bench/items",
             auth,
         )
+    if "full-redis-cluster" in gateways:
+        scenarios["gateway-full-redis-cluster"] = (
+            gateways["full-redis-cluster"] + "/api/v1/bench/items",
+            auth,
+        )
     if "httpx" in gateways:
         scenarios["gateway-minimal-httpx"] = (gateways["httpx"] + "/api/v1/open/items", {})
     return scenarios
@@ -221,6 +228,10 @@ def ratios(results: dict) -> dict:
         out["cached_over_full_rps"] = round(s["gateway-full-cached"]["c64"]["rps"] / full, 3)
     if "gateway-full-2-workers" in s:
         out["two_workers_over_one_rps"] = round(s["gateway-full-2-workers"]["c64"]["rps"] / full, 3)
+    if "gateway-full-redis-cluster" in s:
+        out["full_redis_cluster_over_single_redis_rps"] = round(
+            s["gateway-full-redis-cluster"]["c64"]["rps"] / full, 3
+        )
     if "gateway-minimal-httpx" in s:
         out["aiohttp_over_httpx_rps"] = round(
             s["gateway-minimal"]["c64"]["rps"] / s["gateway-minimal-httpx"]["c64"]["rps"], 3
@@ -278,6 +289,13 @@ def main(argv=None) -> int:
         full_env = gateway_env(redis, ACCESS_LOG=str(SCRATCH / "access.log"))
         gateways["full"], full_process = start_gateway(children, "gateway-full", full_env, log)
         gateways["full-2-workers"], _ = start_gateway(children, "gateway-full-2w", full_env, log, workers=2)
+        cluster = start_cluster(children, SCRATCH / "redis-cluster", log) if redis else None
+        if cluster:
+            cluster_env = {**full_env, "REDIS_URL": cluster, "CHANNEL_LAYER_URL": redis}
+            cluster_env["CELERY_BROKER_URL"] = "filesystem://localhost/"
+            gateways["full-redis-cluster"], _ = start_gateway(
+                children, "gateway-full-cluster", cluster_env, log
+            )
         if not args.quick:
             gateways["httpx"], _ = start_gateway(
                 children, "gateway-httpx", gateway_env(None, UPSTREAM_CLIENT="httpx"), log

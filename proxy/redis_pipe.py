@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-import contextlib
 import hashlib
 import ssl
 from collections import deque
@@ -171,23 +170,28 @@ class RedisPipe:
             raise
 
     async def call_asking(self, *args):
-        """ASKING then the command, back to back on one connection (a slot being migrated)."""
+        """ASKING then the command, written together on one connection (a slot being
+        migrated): the target serves the command only right after ASKING."""
         protocol = self._protocol
         if protocol is None:
             protocol = await self._connect()
-        asking = asyncio.ensure_future(self._send(protocol, encode_command((b"ASKING",))))
+        loop = asyncio.get_running_loop()
+        asking, reply = loop.create_future(), loop.create_future()
+        protocol.pending.extend((asking, reply))
+        protocol.transport.write(encode_command((b"ASKING",)) + encode_command(args))
+        timer = loop.call_later(self._timeout, _expire_all, (asking, reply))
         try:
-            return await self._send(protocol, encode_command(args))
+            await asking
+            return await reply
         finally:
-            with contextlib.suppress(Exception):
-                await asking
+            timer.cancel()
 
     async def _send(self, protocol: _RespProtocol, command: bytes):
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         protocol.pending.append(future)
         protocol.transport.write(command)
-        timer = loop.call_later(self._timeout, _expire, future)
+        timer = loop.call_later(self._timeout, _expire_all, (future,))
         try:
             return await future
         finally:
@@ -255,9 +259,10 @@ class RedisPipe:
             protocol.transport.close()
 
 
-def _expire(future: asyncio.Future) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError("redis did not answer in time"))
+def _expire_all(futures: tuple[asyncio.Future, ...]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(TimeoutError("redis did not answer in time"))
 
 
 def script_sha(script: str) -> str:
@@ -373,8 +378,10 @@ class ClusterPipe:
         except RedisReplyError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
-            await self.call_on_slot(slot, b"SCRIPT", b"LOAD", script)
-            return await self.call_on_slot(slot, b"EVALSHA", sha, len(keys), *keys, *args)
+            # EVAL, not SCRIPT LOAD + EVALSHA: mid-migration the node that lacks the script
+            # is reached through ASK, which a separate SCRIPT LOAD would not follow. EVAL
+            # also caches the script on that node for the next EVALSHA.
+            return await self.call_on_slot(slot, b"EVAL", script, len(keys), *keys, *args)
 
     async def call_on_slot(self, slot: int, *args):
         address = self._slots[slot]

@@ -171,10 +171,14 @@ def test_gcra_with_burst(start_gateway, make_service, upstream, backend):
     url = f"{gateway.url}/api/v1/sales/x"
     with httpx.Client() as client:
         burst = [client.get(url).status_code for _ in range(5)]
+        refused_at = time.monotonic()
         time.sleep(0.25)  # the steady rate refills one slot every 100 ms
         later = [client.get(url).status_code for _ in range(3)]
+        elapsed = time.monotonic() - refused_at
     assert burst == [200, 200, 200, 429, 429]
-    assert later.count(200) == 2
+    # Two slots refilled in 0.25 s; a loaded machine that took 0.3 s or more to send the
+    # three requests may have refilled a third, never more than the time allows.
+    assert 2 <= later.count(200) <= min(3, int(elapsed / 0.1)), (later, elapsed)
 
 
 def test_policies_filter_by_service_method_and_scope(start_gateway, make_service, upstream):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
+from bench.redis_cluster import cluster_node_port
+from proxy.redis_pipe import key_slot
 from tests.alerts.conftest import SseReader
 from tests.conftest import require
 from tests.live import free_port, wait_until
@@ -88,6 +91,8 @@ def redis_processes(tmp_path):
         directory = tmp_path / name
         directory.mkdir()
         node = RedisProcess(str(directory))
+        if "--cluster-enabled" in args:
+            node.port = cluster_node_port()
         started.append(node)
         config = None
         if config_lines is not None:
@@ -272,3 +277,240 @@ def test_sentinel_failover_under_load_follows_the_promoted_master(
     assert any(o.status == 503 for o in gap), "fail-closed admitted while no master was known"
     assert {o.status for o in load.of("closed")} <= {200, 503}
     assert max(o.elapsed for o in outcomes) < 3, "a request hung during the failover"
+
+
+# --- Cluster ----------------------------------------------------------------------------
+
+CLUSTER_MASTERS = 3
+TENANT_LIMIT = 25
+
+
+@dataclass
+class RedisCluster:
+    nodes: list[RedisProcess]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:2])
+
+    def node_id(self, node: RedisProcess) -> str:
+        return node.client().execute_command("CLUSTER", "MYID").decode()
+
+    def owner(self, slot: int) -> RedisProcess:
+        for start, end, master, *_ in self.nodes[0].client().execute_command("CLUSTER", "SLOTS"):
+            if start <= slot <= end:
+                return next(n for n in self.nodes if n.port == int(master[1]))
+        raise LookupError(slot)
+
+    def keys(self, pattern: str) -> dict[int, list[bytes]]:
+        return {n.port: n.client().keys(pattern) for n in self.nodes}
+
+    def begin_migration(self, slot: int, source: RedisProcess, target: RedisProcess) -> None:
+        """CLUSTER SETSLOT IMPORTING / MIGRATING: from now on the source answers ASK for
+        keys it no longer holds (Redis Cluster spec, "Live resharding")."""
+        target.client().execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", self.node_id(source))
+        source.client().execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", self.node_id(target))
+
+    def move_keys(self, slot: int, source: RedisProcess, target: RedisProcess) -> None:
+        client = source.client()
+        keys = client.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
+        if keys:
+            client.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+
+    def finish_migration(self, slot: int, target: RedisProcess) -> None:
+        """The slot belongs to the target on every node: clients now get MOVED."""
+        owner = self.node_id(target)
+        for node in self.nodes:
+            node.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", owner)
+
+
+@pytest.fixture
+def redis_cluster(redis_processes):
+    """Three cluster-enabled masters on loopback, slots spread by `redis-cli --cluster create`."""
+    require(shutil.which("redis-cli") is not None, "redis-cli is not installed")
+    nodes = [
+        redis_processes("--cluster-enabled", "yes", "--cluster-node-timeout", "2000", name=f"cluster{i}")
+        for i in range(CLUSTER_MASTERS)
+    ]
+    subprocess.run(
+        ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes)]
+        + ["--cluster-replicas", "0", "--cluster-yes"],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    wait_until(
+        lambda: all(b"cluster_state:ok" in n.client().execute_command("CLUSTER", "INFO") for n in nodes),
+        START_SECONDS,
+        interval=0.1,
+        message="the cluster to agree on its slots",
+    )
+    return RedisCluster(nodes)
+
+
+def send_concurrently(urls: list[str], headers: dict[str, str], threads: int = 16) -> list[httpx.Response]:
+    """Every URL once, from `threads` clients at the same time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def fetch(url: str) -> httpx.Response:
+        return httpx.get(url, headers=headers, timeout=10)
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(fetch, urls))
+
+
+def test_cluster_limits_stay_exact_across_shards_and_a_live_reshard(
+    redis_cluster, gateway_processes, make_service, upstream, tenant_user, settings
+):
+    # Given: two gateways on a 3-master Cluster; "sales" has a tenant policy (the tenant's
+    # {hash tag}) and an IP policy (its own tag), and the tenant is one whose tag lives on
+    # another master than the IP's, so each request touches two shards.
+    settings.REDIS_URL = redis_cluster.url
+    prefix = settings.CACHE_KEY_PREFIX
+    sales = make_service("sales", targets=[upstream.url], auth_required=True)
+    rate_policy(sales, "sales-tenant", "closed", limit=TENANT_LIMIT, scope="tenant")
+    rate_policy(sales, "sales-ip", "closed", limit=10_000, scope="ip")
+    ip_owner = redis_cluster.owner(key_slot("ip:127.0.0.1"))
+    slug = next(
+        s
+        for s in (f"acme{i}" for i in range(100))
+        if redis_cluster.owner(key_slot(f"tenant:{s}")) is not ip_owner
+    )
+    _, _, token = tenant_user(slug)
+    extra = {
+        "REDIS_URL": redis_cluster.url,
+        "CHANNEL_LAYER_URL": os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+        "CELERY_BROKER_URL": "filesystem://localhost/",
+    }
+    gateways = [gateway_processes(**extra) for _ in range(2)]
+    headers = {"Authorization": f"Bearer {token}"}
+
+    # When: 80 requests from 16 clients spread over both gateways.
+    urls = [f"{gateways[i % 2].url}/api/v1/sales/x" for i in range(80)]
+    responses = send_concurrently(urls, headers)
+
+    # Then: exactly the tenant's limit is admitted, and the refused requests took nothing
+    # from the IP policy either (its slot's records were taken back).
+    statuses = collections.Counter(r.status_code for r in responses)
+    assert statuses == {200: TENANT_LIMIT, 429: 80 - TENANT_LIMIT}, statuses
+    refused = next(r for r in responses if r.status_code == 429)
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert "sales-tenant" in refused.headers["RateLimit-Policy"]
+    by_node = redis_cluster.keys(f"{prefix}:rl:*")
+    assert sum(1 for keys in by_node.values() if keys) == 2, f"one request, two shards: {by_node}"
+    ip_key = next(k for keys in by_node.values() for k in keys if b"sales-ip" in k)
+    ip_node = redis_cluster.owner(key_slot(ip_key))
+    assert ip_node.client().zcard(ip_key) == TENANT_LIMIT
+
+    # When: a second tenant's key slot is resharded to another master while that tenant
+    # sends requests (ASK while its keys move, MOVED once the slot is the target's).
+    _, _, other_token = tenant_user("globex")
+    other = {"Authorization": f"Bearer {other_token}"}
+    first = send_concurrently(urls[:10], other, threads=4)
+    tenant_key = next(
+        k for keys in redis_cluster.keys(f"{prefix}:rl:*").values() for k in keys if b"globex" in k
+    )
+    slot = key_slot(tenant_key)
+    source = redis_cluster.owner(slot)
+    target = next(n for n in redis_cluster.nodes if n is not source)
+    redis_cluster.begin_migration(slot, source, target)
+    during = send_concurrently(urls[10:20], other, threads=4)
+    redis_cluster.move_keys(slot, source, target)
+    migrated = send_concurrently(urls[20:30], other, threads=4)
+    redis_cluster.finish_migration(slot, target)
+    after = send_concurrently(urls[30:60], other, threads=8)
+
+    # Then: no request failed on the redirects and the tenant's limit stayed exact.
+    globex = first + during + migrated + after
+    phases = {
+        name: dict(collections.Counter(r.status_code for r in batch))
+        for name, batch in (("before", first), ("migrating", during), ("asked", migrated), ("moved", after))
+    }
+    print("\nCLUSTER RESHARD PHASES", json.dumps(phases))
+    assert collections.Counter(r.status_code for r in globex) == {200: TENANT_LIMIT, 429: 60 - TENANT_LIMIT}
+    assert target.client().zcard(tenant_key) == TENANT_LIMIT
+    assert source.client().execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0
+
+
+def within_a_second(condition, message: str) -> float:
+    """Seconds until `condition()` holds (asserted under 1 s, with the margin of a loaded machine)."""
+    started = time.monotonic()
+    wait_until(condition, PROPAGATION_SECONDS + 0.5, interval=0.02, message=message)
+    return round(time.monotonic() - started, 3)
+
+
+def test_cluster_carries_changes_revocations_purges_resets_and_alerts_between_instances(
+    redis_cluster, gateway_processes, make_service, upstream, tenant_user, settings
+):
+    from rest_framework.authtoken.models import Token
+
+    from tenancy.models import User
+    from tenancy.tokens import tokens_for_user
+
+    # Given: two gateways and this control plane on the Cluster, a cached service, a dead
+    # target, a staff API token, and an SSE client on gateway A.
+    settings.REDIS_URL = redis_cluster.url
+    _, member, token = tenant_user("acme")
+    staff = User.objects.create_user(
+        "cluster-staff", password="staff-pass-123", is_staff=True, is_superuser=True
+    )
+    staff_auth = {"Authorization": f"Token {Token.objects.create(user=staff).key}"}
+    cached = make_service("catalog", targets=[upstream.url], cache_ttl=60)
+    dead = make_service("dead", targets=[f"http://127.0.0.1:{free_port()}"], retries=0).targets.get()
+    extra = {
+        "REDIS_URL": redis_cluster.url,
+        "CHANNEL_LAYER_URL": os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+        "CELERY_BROKER_URL": "filesystem://localhost/",
+    }
+    gateway_a, gateway_b = (gateway_processes(**extra) for _ in range(2))
+    reader = SseReader(f"{gateway_a.url}{STREAM}", {"Authorization": f"Bearer {token}"})
+    figures = {}
+
+    # A service created here is routed by both instances.
+    make_service("inventory", targets=[upstream.url])
+    figures["config_change_s"] = within_a_second(
+        lambda: routable(gateway_a.url, "inventory") and routable(gateway_b.url, "inventory"),
+        "the new service on both instances",
+    )
+
+    # A purge through A's management API empties B's cached entry.
+    catalog = {"Host": "api.gateway.example"}
+    httpx.get(f"{gateway_a.url}/api/v1/catalog/items", headers=catalog)
+    assert httpx.get(f"{gateway_b.url}/api/v1/catalog/items", headers=catalog).headers["x-cache"] == "HIT"
+    purge = httpx.post(f"{gateway_a.url}/api/manage/services/{cached.pk}/purge-cache/", headers=staff_auth)
+    assert purge.status_code in (200, 202, 204), purge.text
+    figures["cache_purge_s"] = within_a_second(
+        lambda: (
+            httpx.get(f"{gateway_b.url}/api/v1/catalog/items", headers=catalog).headers["x-cache"] == "MISS"
+        ),
+        "B to drop the purged entry",
+    )
+
+    # A breaker opened on B by real traffic is reset through A's management API.
+    statuses = [httpx.get(f"{gateway_b.url}/api/v1/dead/x").status_code for _ in range(7)]
+    assert statuses[:5] == [502] * 5 and set(statuses[5:]) == {503}
+    reset = httpx.post(f"{gateway_a.url}/api/manage/circuit-breakers/{dead.pk}/reset/", headers=staff_auth)
+    assert reset.status_code == 200, reset.text
+    figures["breaker_reset_s"] = within_a_second(
+        lambda: httpx.get(f"{gateway_b.url}/api/v1/dead/x").status_code == 502, "B's breaker to close"
+    )
+
+    # An alert published through B reaches A's stream.
+    published = post_alert(gateway_b.url, token, "over the cluster")
+    assert published.status_code == 201
+    assert reader.next(PROPAGATION_SECONDS + 0.5)["id"] == published.json()["event_id"]
+    reader.close()
+
+    # A logout through A revokes the access token on B.
+    tokens = tokens_for_user(member)
+    member_auth = {"Authorization": f"Bearer {tokens['access']}"}
+    assert httpx.get(f"{gateway_b.url}/api/v1/alerts", headers=member_auth).status_code == 200
+    logout = httpx.post(
+        f"{gateway_a.url}/api/v1/auth/logout", json={"refresh": tokens["refresh"]}, headers=member_auth
+    )
+    assert logout.status_code in (200, 204), logout.text
+    figures["revocation_s"] = within_a_second(
+        lambda: httpx.get(f"{gateway_b.url}/api/v1/alerts", headers=member_auth).status_code == 401,
+        "B to refuse the revoked token",
+    )
+    print("\nCLUSTER PROPAGATION FIGURES", json.dumps(figures))
