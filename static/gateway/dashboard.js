@@ -137,6 +137,13 @@
     }
   }
 
+  function renderConfigStale(data) {
+    const banner = root.querySelector('[data-testid="config-stale"]');
+    if (!banner) return;
+    banner.hidden = !data.config_stale;
+    banner.querySelector('[data-testid="config-error"]').textContent = data.config_error || "";
+  }
+
   function renderTenants(data) {
     const tenants = data.read_only_tenants;
     field("tenant-count").textContent = tenants.length;
@@ -394,6 +401,7 @@
   function render(data) {
     latest = data;
     renderSummary(data);
+    renderConfigStale(data);
     renderTenants(data);
     renderServices(data);
   }

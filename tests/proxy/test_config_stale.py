@@ -5,6 +5,7 @@ last good snapshot and stays ready, while the health views, the dashboard, the a
 from __future__ import annotations
 
 import logging
+import re
 
 import httpx
 import pytest
@@ -91,7 +92,9 @@ def test_a_poisoned_value_keeps_the_last_snapshot_serving_and_says_which_object(
     browser = Client()
     browser.force_login(user)
     dashboard = browser.get("/dashboard/").content.decode()
-    assert "config_stale" in dashboard and culprit in dashboard
+    assert dashboard_banner_shown(dashboard) and culprit in dashboard
+    live = browser.get("/dashboard/data.json").json()
+    assert live["config_stale"] is True and culprit in live["config_error"]
     for page in ("/admin/", "/admin/registry/service/"):
         html = browser.get(page).content.decode()
         assert 'data-testid="config-stale"' in html and culprit in html, page
@@ -116,6 +119,15 @@ def test_a_poisoned_value_keeps_the_last_snapshot_serving_and_says_which_object(
         timeout=2,
         message="the admin banner to go",
     )
+    assert not dashboard_banner_shown(browser.get("/dashboard/").content.decode())
+    assert browser.get("/dashboard/data.json").json()["config_stale"] is False
+
+
+def dashboard_banner_shown(html: str) -> bool:
+    """The dashboard always carries the banner (its script toggles it); shown = not hidden."""
+    tag = re.search(r'<p[^>]*data-testid="config-stale"[^>]*>', html)
+    assert tag, "the dashboard has no config-stale banner element"
+    return " hidden" not in tag.group(0)
 
 
 def test_non_staff_see_no_banner_and_anonymous_no_detail(gateway, make_service, upstream, member_user):

@@ -514,3 +514,62 @@ def test_cluster_carries_changes_revocations_purges_resets_and_alerts_between_in
         "B to refuse the revoked token",
     )
     print("\nCLUSTER PROPAGATION FIGURES", json.dumps(figures))
+
+
+# --- the control plane's clients: django-redis (login limits) and the channel layer -------
+
+
+def login_statuses(address: str) -> list[int]:
+    from rest_framework.test import APIClient
+
+    client = APIClient(REMOTE_ADDR=address)
+    body = {"email": "nobody@example.com", "password": "wrong"}
+    return [client.post("/api/v1/auth/login", body, format="json").status_code for _ in range(6)]
+
+
+def use_topology(settings, url: str, channel_layer_url: str = "") -> None:
+    """Point this process's cache (login limits) and channel layer at a topology, the way
+    settings.py does from REDIS_URL."""
+    from gateway_project.core import redis_topology
+
+    topology = redis_topology.parse(url)
+    settings.REDIS_URL = url
+    settings.CACHES = {"default": redis_topology.cache_settings(topology, settings.CACHE_KEY_PREFIX)}
+    settings.CHANNEL_LAYERS = {
+        "default": redis_topology.channel_layer_settings(
+            topology, settings.CACHE_KEY_PREFIX, channel_layer_url
+        )
+    }
+
+
+def channel_layer_round_trip() -> dict:
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+
+    async def round_trip():
+        channel = await layer.new_channel()
+        await layer.send(channel, {"type": "topology.check", "text": "hello"})
+        return await layer.receive(channel)
+
+    return async_to_sync(round_trip)()
+
+
+def test_login_limits_and_the_channel_layer_on_sentinel(sentinel_group, settings, transactional_db):
+    use_topology(settings, sentinel_group.url)
+    assert login_statuses("10.21.0.1") == [401] * 5 + [429]
+    assert sentinel_group.master.client().dbsize() > 0, "nothing counted on the master"
+    assert channel_layer_round_trip()["text"] == "hello"
+
+
+def test_login_limits_on_the_cluster_and_the_refused_channel_layer(redis_cluster, settings, transactional_db):
+    from django.core.exceptions import ImproperlyConfigured
+
+    shared = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    use_topology(settings, redis_cluster.url, channel_layer_url=shared)
+    assert login_statuses("10.21.0.2") == [401] * 5 + [429]
+    assert sum(node.client().dbsize() for node in redis_cluster.nodes) > 0, "nothing counted on the cluster"
+    assert channel_layer_round_trip()["text"] == "hello"
+    with pytest.raises(ImproperlyConfigured, match="CHANNEL_LAYER_URL"):
+        use_topology(settings, redis_cluster.url)
