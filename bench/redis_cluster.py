@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["cluster_node_port", "start_cluster"]
+__all__ = ["assign_slots", "cluster_node_port", "start_cluster"]
 
 CLUSTER_MASTERS = 3
 CLUSTER_BUS_OFFSET = 10_000  # Redis Cluster's bus listens on port + 10000
@@ -43,6 +43,23 @@ def _answers(port: int, command: list[str]) -> str:
     return result.stdout
 
 
+def assign_slots(ports: list[int]) -> None:
+    """`redis-cli --cluster create` over running cluster-enabled nodes, then wait until every
+    node says `cluster_state:ok`."""
+    subprocess.run(
+        ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{port}" for port in ports)]
+        + ["--cluster-replicas", "0", "--cluster-yes"],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    deadline = time.monotonic() + START_SECONDS
+    while not all("cluster_state:ok" in _answers(port, ["cluster", "info"]) for port in ports):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the cluster did not agree on its slots")
+        time.sleep(0.1)
+
+
 def start_cluster(children, directory: Path, log: Path) -> str | None:
     """Start the masters under `children`, assign the slots; the cluster's REDIS_URL or None."""
     if not (shutil.which("redis-server") and shutil.which("redis-cli")):
@@ -61,15 +78,5 @@ def start_cluster(children, directory: Path, log: Path) -> str | None:
         if time.monotonic() > deadline:
             raise RuntimeError("the cluster's redis-server nodes did not answer")
         time.sleep(0.1)
-    subprocess.run(
-        ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{port}" for port in ports)]
-        + ["--cluster-replicas", "0", "--cluster-yes"],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-    while not all("cluster_state:ok" in _answers(port, ["cluster", "info"]) for port in ports):
-        if time.monotonic() > deadline + START_SECONDS:
-            raise RuntimeError("the cluster did not agree on its slots")
-        time.sleep(0.1)
+    assign_slots(ports)
     return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in ports)

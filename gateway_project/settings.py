@@ -182,6 +182,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
     "DEFAULT_SCHEMA_CLASS": "gateway_project.web.problems.ProblemAutoSchema",
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "gateway_project.web.negotiation.ProblemContentNegotiation",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "gateway_project.web.problems.drf_exception_handler",

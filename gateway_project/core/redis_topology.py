@@ -226,38 +226,27 @@ def current() -> RedisTopology | None:
 
 def sync_client(topology: RedisTopology, **options):
     """A blocking redis-py client that follows the topology (master_for / RedisCluster)."""
-    if topology.kind == SENTINEL:
-        from redis.sentinel import Sentinel
-
-        timeout = options.get("socket_connect_timeout") or 1
-        sentinel = Sentinel(
-            list(topology.nodes),
-            sentinel_kwargs=topology.sentinel_kwargs(timeout),
-            db=topology.db,
-            **topology.connection_kwargs(),
-        )
-        return sentinel.master_for(topology.master, **options)
-    if topology.kind == CLUSTER:
-        from redis.cluster import ClusterNode, RedisCluster
-
-        options.pop("health_check_interval", None)
-        return RedisCluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in topology.nodes],
-            **topology.connection_kwargs(),
-            **options,
-        )
     import redis
+    from redis.cluster import ClusterNode, RedisCluster
+    from redis.sentinel import Sentinel
 
-    return redis.Redis.from_url(topology.url, **options)
+    return _client(topology, options, redis.Redis, Sentinel, RedisCluster, ClusterNode)
 
 
 def async_client(topology: RedisTopology, **options):
     """An asyncio redis-py client that follows the topology."""
-    if topology.kind == SENTINEL:
-        from redis.asyncio.sentinel import Sentinel
+    import redis.asyncio as aioredis
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+    from redis.asyncio.sentinel import Sentinel
 
+    return _client(topology, options, aioredis.Redis, Sentinel, RedisCluster, ClusterNode)
+
+
+def _client(topology: RedisTopology, options: dict, redis_class, sentinel_class, cluster_class, node_class):
+    """One recipe for both flavours of redis-py (their classes take the same arguments)."""
+    if topology.kind == SENTINEL:
         timeout = options.get("socket_connect_timeout") or 1
-        sentinel = Sentinel(
+        sentinel = sentinel_class(
             list(topology.nodes),
             sentinel_kwargs=topology.sentinel_kwargs(timeout),
             db=topology.db,
@@ -265,17 +254,13 @@ def async_client(topology: RedisTopology, **options):
         )
         return sentinel.master_for(topology.master, **options)
     if topology.kind == CLUSTER:
-        from redis.asyncio.cluster import ClusterNode, RedisCluster
-
-        options.pop("health_check_interval", None)
-        return RedisCluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in topology.nodes],
+        options.pop("health_check_interval", None)  # RedisCluster does not take it
+        return cluster_class(
+            startup_nodes=[node_class(host, port) for host, port in topology.nodes],
             **topology.connection_kwargs(),
             **options,
         )
-    import redis.asyncio as aioredis
-
-    return aioredis.Redis.from_url(topology.url, **options)
+    return redis_class.from_url(topology.url, **options)
 
 
 # --- Django cache, channel layer, Celery --------------------------------------------------

@@ -160,7 +160,11 @@ class ProblemAutoSchema(AutoSchema):
         (
             "400",
             "Invalid input or filter; `errors` names each field.",
-            lambda self: self.method in ("POST", "PUT", "PATCH") or bool(self._get_filter_parameters()),
+            lambda self: (
+                self.method in ("POST", "PUT", "PATCH")
+                or bool(self._get_filter_parameters())
+                or bool(self._get_format_parameters())
+            ),
         ),
         ("401", "Missing or invalid credentials.", lambda self: True),
         ("403", "Not allowed for this user.", lambda self: True),

@@ -35,6 +35,14 @@ def test_export_is_the_commands_yaml_or_json_on_request(demo, staff_client):
     assert json.loads(as_json.content) == yaml.safe_load(export_text())
 
 
+def test_an_unknown_format_is_a_400_problem_naming_the_formats(demo, staff_client):
+    response = staff_client.get("/api/manage/config/export?format=toml")
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["errors"]["format"] == ["Unknown format; use one of: json, yaml."]
+    assert staff_client.get("/api/manage/config/export?format=json").json()["_format_version"] == "1"
+
+
 def test_the_published_schema_accepts_an_export_and_names_the_format(demo, staff_client):
     response = staff_client.get("/api/manage/config/schema")
     assert response.status_code == 200

@@ -28,12 +28,9 @@ class ScriptedJitter:
         return value
 
 
-def test_a_retry_sleeps_the_pause_it_checked_against_the_deadline(
-    gateway, make_service, upstream, monkeypatch
-):
-    # Given: a 503 (retryable) upstream, one retry, and jitter whose draws alternate between
-    # nothing and a full second, longer than the request's whole deadline.
-    jitter = ScriptedJitter(0.0, 1.0)
+def one_retry_on_a_503(gateway, make_service, upstream, monkeypatch, *fractions: float) -> ScriptedJitter:
+    """A retryable 503 upstream, one retry, a 1 s backoff base and scripted jitter draws."""
+    jitter = ScriptedJitter(*fractions)
     monkeypatch.setattr(forward, "random", jitter)
     monkeypatch.setattr(forward, "_BACKOFF_BASE", 1.0)
     make_service(
@@ -44,6 +41,14 @@ def test_a_retry_sleeps_the_pause_it_checked_against_the_deadline(
         read_timeout=READ_TIMEOUT,
     )
     gateway.sync()
+    return jitter
+
+
+def test_a_retry_sleeps_the_pause_it_checked_against_the_deadline(
+    gateway, make_service, upstream, monkeypatch
+):
+    # Given: draws alternating between nothing and a full second, longer than the deadline.
+    jitter = one_retry_on_a_503(gateway, make_service, upstream, monkeypatch, 0.0, 1.0)
 
     # When: a GET meets the 503.
     started = time.monotonic()
@@ -58,17 +63,7 @@ def test_a_retry_sleeps_the_pause_it_checked_against_the_deadline(
 
 
 def test_no_retry_when_the_drawn_pause_would_cross_the_deadline(gateway, make_service, upstream, monkeypatch):
-    jitter = ScriptedJitter(1.0, 0.0)
-    monkeypatch.setattr(forward, "random", jitter)
-    monkeypatch.setattr(forward, "_BACKOFF_BASE", 1.0)
-    make_service(
-        "sales",
-        targets=[upstream.url],
-        retries=1,
-        connect_timeout=CONNECT_TIMEOUT,
-        read_timeout=READ_TIMEOUT,
-    )
-    gateway.sync()
+    jitter = one_retry_on_a_503(gateway, make_service, upstream, monkeypatch, 1.0, 0.0)
 
     started = time.monotonic()
     response = httpx.get(f"{gateway.url}/api/v1/sales/status/503", timeout=10)

@@ -326,3 +326,27 @@ def staff_token() -> str:
             role="admin",
         )
     return tokens_for_user(user)["access"]
+
+
+# --- helpers shared by the fault and topology tests ---------------------------------------
+
+
+def rate_policy(service, name: str, fail_mode: str, limit: int = 100_000, scope: str = "ip") -> None:
+    from registry.models import RatePolicy
+
+    RatePolicy.objects.create(
+        name=name, scope=scope, service=service, limit=limit, window_seconds=60, fail_mode=fail_mode
+    )
+
+
+def post_alert(base: str, token: str, message: str) -> httpx.Response:
+    return httpx.post(
+        f"{base}/api/v1/alerts",
+        json={"severity": "critical", "message": message},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=15,
+    )
+
+
+def routable(base: str, prefix: str) -> bool:
+    return httpx.get(f"{base}/api/v1/{prefix}/x", timeout=5).status_code == 200

@@ -15,6 +15,7 @@ import httpx
 from proxy.breaker import BreakerState
 from tests.alerts.conftest import SseReader
 from tests.live import RecordingUpstream, wait_until
+from tests.reliability.conftest import post_alert, rate_policy, routable
 
 STREAM = "/api/v1/alerts/stream"
 FAST_FAILURE_SECONDS = 1.0
@@ -199,32 +200,6 @@ def test_slow_upstream_is_504_at_its_timeout_and_other_services_stay_fast(
 
 
 # --- Redis killed and restarted ---------------------------------------------------------
-
-
-def rate_policy(service, name: str, fail_mode: str) -> None:
-    from registry.models import RatePolicy
-
-    RatePolicy.objects.create(
-        name=name,
-        scope="ip",
-        service=service,
-        limit=100_000,
-        window_seconds=60,
-        fail_mode=fail_mode,
-    )
-
-
-def post_alert(base: str, token: str, message: str) -> httpx.Response:
-    return httpx.post(
-        f"{base}/api/v1/alerts",
-        json={"severity": "critical", "message": message},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=15,
-    )
-
-
-def routable(base: str, prefix: str) -> bool:
-    return httpx.get(f"{base}/api/v1/{prefix}/x", timeout=5).status_code == 200
 
 
 def test_redis_killed_and_restarted_under_load(

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from bench.redis_cluster import cluster_node_port
+from bench.redis_cluster import assign_slots, cluster_node_port
 from proxy.redis_pipe import key_slot
 from tests.alerts.conftest import SseReader
 from tests.conftest import require
 from tests.live import free_port, wait_until
+from tests.reliability.conftest import post_alert, rate_policy, routable
 
 STREAM = "/api/v1/alerts/stream"
 START_SECONDS = 10
@@ -160,27 +161,6 @@ def sentinel_group(redis_processes):
 
     wait_until(sentinels_agree, START_SECONDS, interval=0.2, message="the sentinels to find each other")
     return SentinelGroup(master, replica, sentinels)
-
-
-def rate_policy(service, name: str, fail_mode: str, limit: int = 100_000, scope: str = "ip") -> None:
-    from registry.models import RatePolicy
-
-    RatePolicy.objects.create(
-        name=name, scope=scope, service=service, limit=limit, window_seconds=60, fail_mode=fail_mode
-    )
-
-
-def post_alert(base: str, token: str, message: str) -> httpx.Response:
-    return httpx.post(
-        f"{base}/api/v1/alerts",
-        json={"severity": "critical", "message": message},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=15,
-    )
-
-
-def routable(base: str, prefix: str) -> bool:
-    return httpx.get(f"{base}/api/v1/{prefix}/x", timeout=5).status_code == 200
 
 
 def limiter_keys(node: RedisProcess, prefix: str) -> list[bytes]:
@@ -332,19 +312,7 @@ def redis_cluster(redis_processes):
         redis_processes("--cluster-enabled", "yes", "--cluster-node-timeout", "2000", name=f"cluster{i}")
         for i in range(CLUSTER_MASTERS)
     ]
-    subprocess.run(
-        ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes)]
-        + ["--cluster-replicas", "0", "--cluster-yes"],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-    wait_until(
-        lambda: all(b"cluster_state:ok" in n.client().execute_command("CLUSTER", "INFO") for n in nodes),
-        START_SECONDS,
-        interval=0.1,
-        message="the cluster to agree on its slots",
-    )
+    assign_slots([node.port for node in nodes])
     return RedisCluster(nodes)
 
 
