@@ -7,7 +7,9 @@ explicitly as TCP. Slow clients are cut at the protocol: headers (REQUEST_HEADER
 and, behind the data plane's own 408, any announced body that stops arriving
 (REQUEST_BODY_TIMEOUT, so Django's views are covered too). On SIGTERM/SIGINT the data
 plane closes its SSE streams first, so the server does not wait on them forever; in-flight
-requests still complete.
+requests still complete. With GATEWAY_TLS_CERT_FILE and GATEWAY_TLS_KEY_FILE it terminates
+TLS itself (GATEWAY_TLS_MIN_VERSION: TLSv1.2 or TLSv1.3); HTTP/2 needs a server that
+speaks it (uvicorn does not), so ALPN offers http/1.1.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import ssl
 from pathlib import Path
 
 import uvicorn
@@ -23,6 +26,7 @@ from uvicorn.supervisors import multiprocess
 
 from gateway_project.core.problems import PROBLEM_CONTENT_TYPE, problem_bytes
 from gateway_project.core.request_id import new_request_id
+from gateway_project.core.tls import TLS_MIN_VERSIONS, server_ssl_context
 from proxy.write_coalescing import CoalescingTransport
 
 __all__ = ["GatewayServer", "main"]
@@ -142,6 +146,20 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
+class GatewayConfig(uvicorn.Config):
+    """uvicorn's Config with the gateway's listener context: a minimum TLS version
+    (GATEWAY_TLS_MIN_VERSION) that uvicorn's own options cannot express."""
+
+    def __init__(self, *args, tls_min_version: str = "TLSv1.2", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.tls_min_version = tls_min_version
+
+    def load(self) -> None:
+        super().load()
+        if self.is_ssl:
+            self.ssl = server_ssl_context(self.ssl_certfile, self.ssl_keyfile, self.tls_min_version)
+
+
 class GatewayServer(uvicorn.Server):
     def handle_exit(self, sig, frame) -> None:
         from proxy.runtime import active_runtime
@@ -186,6 +204,19 @@ def _prepare_multiprocess_metrics() -> None:
         stale.unlink()
 
 
+def _check_tls(parser: argparse.ArgumentParser, args) -> None:
+    """Refuse a half or unreadable TLS configuration before anything starts."""
+    if bool(args.tls_cert_file) != bool(args.tls_key_file):
+        parser.error("GATEWAY_TLS_CERT_FILE and GATEWAY_TLS_KEY_FILE must be set together")
+    if args.tls_min_version not in TLS_MIN_VERSIONS:
+        parser.error(f"GATEWAY_TLS_MIN_VERSION must be one of {', '.join(TLS_MIN_VERSIONS)}")
+    if args.tls_cert_file:
+        try:
+            server_ssl_context(args.tls_cert_file, args.tls_key_file, args.tls_min_version)
+        except (OSError, ssl.SSLError) as exc:
+            parser.error(f"the TLS certificate and key do not load: {exc}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=os.environ.get("GATEWAY_HOST", "127.0.0.1"))
@@ -193,9 +224,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=int(os.environ.get("GATEWAY_WORKERS", "1")))
     parser.add_argument("--log-level", default=os.environ.get("UVICORN_LOG_LEVEL", "warning"))
     parser.add_argument("--graceful-timeout", type=float, default=30.0)
+    parser.add_argument("--tls-cert-file", default=os.environ.get("GATEWAY_TLS_CERT_FILE", ""))
+    parser.add_argument("--tls-key-file", default=os.environ.get("GATEWAY_TLS_KEY_FILE", ""))
+    parser.add_argument("--tls-min-version", default=os.environ.get("GATEWAY_TLS_MIN_VERSION", "TLSv1.2"))
     args = parser.parse_args(argv)
-    config = uvicorn.Config(
+    _check_tls(parser, args)
+    config = GatewayConfig(
         APP,
+        tls_min_version=args.tls_min_version,
+        ssl_certfile=args.tls_cert_file or None,
+        ssl_keyfile=args.tls_key_file or None,
         loop="uvloop",
         http=GatewayHttpProtocol,
         lifespan="on",

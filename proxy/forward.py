@@ -312,6 +312,7 @@ async def _attempt(exchange, target, breaker, path, body, last: bool) -> Rejecti
                 body,
                 service.connect_timeout,
                 service.read_timeout,
+                target.tls,
             )
         except UpstreamError as exc:
             if exchange.body_overflow or exchange.body_stalled:

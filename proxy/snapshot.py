@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from django import db
 
+from gateway_project.core.tls import TlsFiles, upstream_ssl_context
 from proxy.breaker import BreakerSettings
 from registry.constants import READ_METHODS
 
@@ -56,6 +57,7 @@ class TargetEntry:
     demo_only: bool
     healthy: bool
     breaker_reset_at: float | None
+    tls: object = None  # an ssl.SSLContext for a target's own CA / client certificate, else None
 
     @property
     def label(self) -> str:
@@ -300,6 +302,7 @@ def _target_entry(target) -> TargetEntry:
         demo_only=target.demo_only,
         healthy=target.healthy,
         breaker_reset_at=_epoch(target.breaker_reset_at),
+        tls=upstream_ssl_context(TlsFiles.of(target)),
     )
 
 

@@ -67,6 +67,7 @@ class UpstreamClient(Protocol):
         body: Body,
         connect_timeout: float,
         read_timeout: float,
+        tls=None,
     ) -> UpstreamResponse: ...
 
     async def close(self) -> None: ...
@@ -140,7 +141,7 @@ class AiohttpUpstreamClient:
             self._timeouts[key] = timeout
         return timeout
 
-    async def send(self, method, url, headers, body, connect_timeout, read_timeout):
+    async def send(self, method, url, headers, body, connect_timeout, read_timeout, tls=None):
         aiohttp = self._aiohttp
         try:
             response = await self._session.request(
@@ -152,6 +153,7 @@ class AiohttpUpstreamClient:
                 compress=None,
                 chunked=None,
                 timeout=self._timeout(connect_timeout, read_timeout),
+                ssl=True if tls is None else tls,
             )
         except aiohttp.ClientConnectorError as exc:
             raise ConnectFailure(str(exc)) from exc
@@ -210,18 +212,33 @@ class HttpxUpstreamClient:
             max_keepalive_connections=pool_size,
             keepalive_expiry=_KEEPALIVE_SECONDS,
         )
-        self._client = httpx.AsyncClient(
-            transport=guarded_async_transport(limits=limits), follow_redirects=False, trust_env=False
+        self._limits = limits
+        self._client = self._new_client()
+        self._tls_clients: dict[object, object] = {}  # httpx sets TLS per client, not per request
+
+    def _new_client(self, tls=None):
+        options = {"limits": self._limits} if tls is None else {"limits": self._limits, "verify": tls}
+        return self._httpx.AsyncClient(
+            transport=guarded_async_transport(**options), follow_redirects=False, trust_env=False
         )
 
-    async def send(self, method, url, headers, body, connect_timeout, read_timeout):
+    def _client_for(self, tls):
+        if tls is None:
+            return self._client
+        client = self._tls_clients.get(tls)
+        if client is None:
+            client = self._tls_clients[tls] = self._new_client(tls)
+        return client
+
+    async def send(self, method, url, headers, body, connect_timeout, read_timeout, tls=None):
         httpx = self._httpx
         timeout = httpx.Timeout(
             connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
         )
-        request = self._client.build_request(method, url, headers=headers, content=body, timeout=timeout)
+        client = self._client_for(tls)
+        request = client.build_request(method, url, headers=headers, content=body, timeout=timeout)
         try:
-            response = await self._client.send(request, stream=True)
+            response = await client.send(request, stream=True)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise ConnectFailure(str(exc)) from exc
         except httpx.TimeoutException as exc:
@@ -231,7 +248,8 @@ class HttpxUpstreamClient:
         return _HttpxResponse(response)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        for client in (self._client, *self._tls_clients.values()):
+            await client.aclose()
 
 
 def create_upstream_client(kind: str, pool_size: int) -> UpstreamClient:

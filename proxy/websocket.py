@@ -123,7 +123,13 @@ class WebSocketProxy:
         )
         try:
             upstream = await session.ws_connect(
-                url, headers=headers, protocols=protocols, autoclose=False, autoping=True, max_msg_size=0
+                url,
+                headers=headers,
+                protocols=protocols,
+                autoclose=False,
+                autoping=True,
+                max_msg_size=0,
+                ssl=True if target.tls is None else target.tls,
             )
         except Exception as exc:
             await session.close()

@@ -321,7 +321,14 @@ class TargetAdmin(BreakerStateMixin, AdminLayoutMixin, admin.ModelAdmin):
         "updated_at",
     )
     fieldsets = (
-        (None, {"fields": ("service", "url", "weight", "enabled", "demo_only")}),
+        (None, {"fields": ("service", "url", "weight", "enabled", "demo_only", "version")}),
+        (
+            "Upstream TLS (https:// targets)",
+            {
+                "fields": ("tls_verify", "tls_ca_file", "tls_client_cert_file", "tls_client_key_file"),
+                "classes": ("collapse",),
+            },
+        ),
         ("State", {"fields": readonly_fields}),
     )
     inlines = (TargetHealthCheckInline,)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from gateway_project.core.outbound import async_outbound_client
+from gateway_project.core.tls import TlsFiles, upstream_ssl_context
 from registry.apidocs.documents import refresh_due_documents
 from registry.constants import HEALTH_HISTORY_PER_TARGET
 from registry.models import Target, TargetHealthCheck
@@ -56,11 +58,28 @@ async def _probe(client: httpx.AsyncClient, gate: asyncio.Semaphore, target: Tar
 
 
 async def _probe_all(targets: list[Target]) -> list[CheckResult]:
+    """Probe every target, each through a client with its own TLS settings (as the proxy
+    reaches it), at most MAX_PARALLEL_CHECKS at a time; results in the targets' order."""
     gate = asyncio.Semaphore(MAX_PARALLEL_CHECKS)
-    async with async_outbound_client(
-        timeout=CHECK_TIMEOUT_SECONDS, headers={"User-Agent": USER_AGENT}
-    ) as client:
-        return await asyncio.gather(*(_probe(client, gate, target) for target in targets))
+    by_tls: dict[object, list[int]] = {}
+    results: list[CheckResult | None] = [None] * len(targets)
+    for index, target in enumerate(targets):
+        try:
+            tls = upstream_ssl_context(TlsFiles.of(target))
+        except (OSError, ssl.SSLError) as exc:
+            results[index] = CheckResult(target.pk, False, None, None, f"TLS settings: {exc}"[:300])
+            continue
+        by_tls.setdefault(tls, []).append(index)
+
+    async def probe_group(tls, indexes: list[int]) -> None:
+        options = {"timeout": CHECK_TIMEOUT_SECONDS, "headers": {"User-Agent": USER_AGENT}}
+        async with async_outbound_client(verify=tls, **options) as client:
+            checks = await asyncio.gather(*(_probe(client, gate, targets[i]) for i in indexes))
+        for index, check in zip(indexes, checks, strict=True):
+            results[index] = check
+
+    await asyncio.gather(*(probe_group(tls, indexes) for tls, indexes in by_tls.items()))
+    return results
 
 
 def due_targets(now=None) -> list[Target]:

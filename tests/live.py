@@ -121,10 +121,11 @@ class RecordingUpstream:
     # first chunk, then waits (up to 5 s) for a test to set `release_response`.
     upload_started: threading.Event = field(default_factory=threading.Event)
     release_response: threading.Event = field(default_factory=threading.Event)
+    ssl_context: object = None  # an ssl.SSLContext: serve https (and wss) instead
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{self.port}"
 
     def start(self, port: int = 0) -> RecordingUpstream:
         """Listen on `port` (0: any free one); a test can restart a stopped upstream on its port."""
@@ -147,7 +148,7 @@ class RecordingUpstream:
         self.loop.run_until_complete(self._runner.setup())
         sock = _bound_socket(port)
         self.port = sock.getsockname()[1]
-        self.loop.run_until_complete(web.SockSite(self._runner, sock).start())
+        self.loop.run_until_complete(web.SockSite(self._runner, sock, ssl_context=self.ssl_context).start())
         ready.set()
         self.loop.run_forever()
 
@@ -344,7 +345,8 @@ class GatewayProcess:
         from django.conf import settings
 
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        scheme = "https" if (extra_env or {}).get("GATEWAY_TLS_CERT_FILE") else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         env = dict(os.environ)
         env.update(
             # Test settings: the same password hasher and key prefix as this test process.
@@ -386,7 +388,7 @@ class GatewayProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gateway process exited with {self.process.returncode}")
             try:
-                httpx.get(f"{self.url}/api/v1/__ready__", timeout=0.5)
+                httpx.get(f"{self.url}/api/v1/__ready__", timeout=0.5, verify=False)  # noqa: S501 - readiness only
                 return self
             except httpx.TransportError:
                 time.sleep(0.1)

@@ -308,11 +308,11 @@ def outbound_client(**options) -> httpx.Client:
     return httpx.Client(transport=guarded_transport(), follow_redirects=False, trust_env=False, **options)
 
 
-def async_outbound_client(**options) -> httpx.AsyncClient:
-    """The asynchronous guarded client, configured as `outbound_client`."""
-    return httpx.AsyncClient(
-        transport=guarded_async_transport(), follow_redirects=False, trust_env=False, **options
-    )
+def async_outbound_client(verify=None, **options) -> httpx.AsyncClient:
+    """The asynchronous guarded client, configured as `outbound_client`; `verify` an
+    ssl.SSLContext of a target's own TLS settings (gateway_project.core.tls)."""
+    transport = guarded_async_transport() if verify is None else guarded_async_transport(verify=verify)
+    return httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False, **options)
 
 
 # --- aiohttp (the data plane's upstream client and WebSocket handshakes) -------------------

@@ -234,6 +234,10 @@ class TargetSerializer(FullCleanModelSerializer):
             "enabled",
             "demo_only",
             "version",
+            "tls_verify",
+            "tls_ca_file",
+            "tls_client_cert_file",
+            "tls_client_key_file",
             *_TARGET_READ_ONLY,
         )
         read_only_fields = _TARGET_READ_ONLY

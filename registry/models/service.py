@@ -6,6 +6,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
 
+from gateway_project.core.tls import TlsFiles, target_tls_errors
 from registry.choices import LoadBalancing
 from registry.constants import (
     ALL_METHODS,
@@ -279,6 +280,20 @@ class Target(models.Model):
         validators=[validate_version_label],
         help_text="API version this target serves; empty: the default.",
     )
+    tls_verify = models.BooleanField(
+        default=True, help_text="Verify an https:// target's certificate (turn off only for a lab)."
+    )
+    tls_ca_file = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="PEM CA bundle (path on the gateway hosts); empty: the system's.",
+    )
+    tls_client_cert_file = models.CharField(
+        max_length=500, blank=True, help_text="PEM client certificate for mTLS (path on the gateway hosts)."
+    )
+    tls_client_key_file = models.CharField(
+        max_length=500, blank=True, help_text="Its private key, if not in the certificate file."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -295,6 +310,9 @@ class Target(models.Model):
 
     def clean(self) -> None:
         self.url = (self.url or "").rstrip("/")
+        errors = target_tls_errors(self.url, TlsFiles.of(self))
+        if errors:
+            raise ValidationError(errors)
 
 
 class ServiceVersion(models.Model):
