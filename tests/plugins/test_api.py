@@ -188,3 +188,18 @@ def admin_client_plugins(staff_user):
     client = Client()
     client.force_login(staff_user)
     return client
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (None, "This field may not be null."),
+        ({"greeting": "a\u0000b"}, "/greeting: must not contain a NUL character"),
+    ],
+    ids=["null", "nul-character"],
+)
+def test_configs_no_database_can_store_are_field_errors_not_500(staff_client, config, message):
+    response = staff_client.post(PLUGINS, {"plugin": "hello-header", "config": config}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["errors"]["config"] == [message]
