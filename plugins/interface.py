@@ -259,6 +259,9 @@ class Plugin:
     config_schema: ClassVar[dict] = {"type": "object"}
     priority: ClassVar[int] = DEFAULT_PRIORITY  # higher runs first, as in Kong
     timeout_ms: ClassVar[int] = DEFAULT_TIMEOUT_MS
+    # True: the gateway reads the body before the access hooks run, so a slow upload counts
+    # against REQUEST_BODY_TIMEOUT (408), not against this plugin's timeout_ms.
+    reads_body: ClassVar[bool] = False
 
     def __init__(self, config: dict, context: PluginContext) -> None:
         """Built once per config version and service: do expensive preparation here."""

@@ -49,6 +49,7 @@ class Chain:
     access: tuple[BoundPlugin, ...] = ()
     response: tuple[BoundPlugin, ...] = ()
     log: tuple[BoundPlugin, ...] = ()
+    reads_body: bool = False  # a plugin wants the body: read before the hooks, not in their time
 
     @property
     def after_failure(self) -> Chain | None:
@@ -132,6 +133,7 @@ def _chain(plugins: list[BoundPlugin]) -> Chain | None:
         access=tuple(p for p in plugins if p.access is not None),
         response=tuple(p for p in plugins if p.response is not None),
         log=tuple(p for p in plugins if p.log is not None),
+        reads_body=any(getattr(p.instance, "reads_body", False) for p in plugins),
     )
 
 

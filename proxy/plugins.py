@@ -54,6 +54,8 @@ def run_plugins(exchange: Exchange):
 async def _run_access(exchange: Exchange, chain: Chain) -> None:
     view = RequestView(exchange, read_request_body)
     exchange.plugin_view = view
+    if chain.reads_body:
+        await read_request_body(exchange)
     for plugin in chain.access:
         try:
             await _call(plugin, plugin.access, view)

@@ -110,7 +110,8 @@ class RequestValidator(Plugin):
     name = "request-validator"
     version = "1.0.0"
     priority = 1800  # after request-termination, before mock and most plugins
-    timeout_ms = 500  # reads the body
+    timeout_ms = 100
+    reads_body = True
     config_schema = {
         "type": "object",
         "properties": {

@@ -336,3 +336,19 @@ def test_termination_with_another_status_says_it_in_the_body_too(with_plugin, sh
     assert response.json()["status"] == 410
     assert response.json()["type"] == "/problems/request-terminated"
     assert order_hits(shop_upstream) == []
+
+
+def test_a_slow_upload_under_the_validator_is_a_408_not_a_plugin_error(with_plugin, shop_upstream, settings):
+    from tests.proxy.test_slow_body import _open_slow_body, _problem, _read_until_closed
+
+    settings.REQUEST_BODY_TIMEOUT = 0.5  # the validator's own timeout_ms is 100 ms
+    base = with_plugin("request-validator")
+    port = int(base.split(":")[2].split("/")[0])
+    head = b"POST /api/v1/shop/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    head += b"Content-Length: 40\r\n\r\n"
+
+    response, _ = _read_until_closed(_open_slow_body(port, head, b'{"sku": '))
+
+    status, _, problem = _problem(response)
+    assert (status, problem["code"]) == (408, "REQUEST_TIMEOUT")
+    assert order_hits(shop_upstream) == []
