@@ -203,3 +203,15 @@ def test_configs_no_database_can_store_are_field_errors_not_500(staff_client, co
 
     assert response.status_code == 400
     assert response.json()["errors"]["config"] == [message]
+
+
+def test_a_change_through_the_api_is_in_the_audit_trail(staff_client, tenant):
+    from tenancy.models import AuditEvent
+
+    created = staff_client.post(PLUGINS, {"plugin": "mark-one", "tenant": "acme"}, format="json").json()
+    staff_client.patch(f"{PLUGINS}{created['id']}/", {"enabled": False}, format="json")
+
+    events = AuditEvent.objects.filter(model__iexact="plugins.pluginconfig").order_by("pk")
+    assert [e.action for e in events] == ["create", "update"]
+    assert events[1].changes["enabled"] == [True, False]
+    assert events[0].tenant.slug == "acme"
