@@ -5,8 +5,8 @@ the file, the schema and the diff without a change here), minus runtime state th
 writes itself (health, last use), plus the references to other kinds by natural key.
 
 Not here on purpose: users, passwords, API-key secrets, audit events, alerts and deliveries
-(data, not configuration). Seams: `plans` joins as a top-level kind once plans are a model
-(SPEC section 20; today a plan is a choice on the tenant), and `plugins` with SPEC section 19.
+(data, not configuration). Seam: `plans` joins as a top-level kind once plans are a model
+(SPEC section 20; today a plan is a choice on the tenant).
 """
 
 from __future__ import annotations
@@ -118,7 +118,13 @@ KINDS: dict[str, Kind] = {
             key=("tenant", "channel", "destination"),
             references={"tenant": Reference("tenants", "slug")},
         ),
+        Kind(
+            "plugins",
+            "plugins.PluginConfig",
+            key=("plugin", "service", "tenant"),
+            references={"service": Reference("services", "slug"), "tenant": Reference("tenants", "slug")},
+        ),
     )
 }
 # Applied in this order (references point backwards), deleted in the reverse order.
-TOP_LEVEL = ("tenants", "services", "rate_policies", "identity_providers", "notification_rules")
+TOP_LEVEL = ("tenants", "services", "rate_policies", "identity_providers", "notification_rules", "plugins")

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models, transaction
-from django.db.models import ProtectedError
+from django.db.models import ProtectedError, Q
 from django.http import HttpRequest
 
 from declarative.constants import AUDIT_SOURCE
@@ -208,9 +208,12 @@ class _Applier:
 
     def prune_top_level(self, kind: Kind) -> None:
         stale = kind.model.objects.exclude(pk__in=self.kept[kind.name])
+        listed_tenants = [key[0] for key in self.listed["tenants"]]
         if kind.name == "notification_rules" and not self.prune_tenants:
             # A rule of a tenant the file does not describe belongs to that tenant, not to the file.
-            stale = stale.filter(tenant__slug__in=[key[0] for key in self.listed["tenants"]])
+            stale = stale.filter(tenant__slug__in=listed_tenants)
+        if kind.name == "plugins" and not self.prune_tenants:  # the same for a tenant's plugins
+            stale = stale.filter(Q(tenant=None) | Q(tenant__slug__in=listed_tenants))
         self.delete_all(kind, stale, None)
 
     def delete_all(self, kind: Kind, stale: models.QuerySet, parent: models.Model | None) -> None:

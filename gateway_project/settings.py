@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "alerts",
     "fixtures",  # the `load_demo` command
     "declarative",  # `gateway_config` export/diff/apply and /api/manage/config/*
+    "plugins",  # PluginConfig, its admin and /api/manage/plugins/ (SPEC section 19)
 ]
 
 MIDDLEWARE = [
@@ -293,6 +294,10 @@ GEOCODE_USER_AGENT = env_str("GEOCODE_USER_AGENT", "")  # "": gateway_project.op
 # One JSON line per proxied request: "stdout" (default), "off", a file path, or "logging"
 # (through the gateway.access logger and its handlers, slower).
 ACCESS_LOG = env_str("ACCESS_LOG", "stdout")
+
+# Plugins (SPEC section 19, docs/plugins.md): dotted paths of Plugin classes, besides the
+# built-ins and the `gateway.plugins` entry-point group of installed packages.
+GATEWAY_PLUGINS = env_list("GATEWAY_PLUGINS", "")
 
 # OpenTelemetry: one span per proxied request, exported over OTLP/HTTP to this collector
 # (e.g. http://127.0.0.1:4318) when set; needs the `otel` extra.

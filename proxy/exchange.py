@@ -63,6 +63,8 @@ class Exchange:
         "door",
         "writes",
         "query_token_allowed",
+        "plugins",
+        "plugin_view",
     )
 
     def __init__(self, runtime, scope, receive, send, door: str = "http") -> None:
@@ -113,6 +115,8 @@ class Exchange:
         self.prefix = ""
         self.version = None
         self.client_address = None
+        self.plugins = None  # the plugin chain this request runs (proxy.plugins), if any
+        self.plugin_view = None
 
     def header(self, name: bytes) -> bytes | None:
         return self.header_index.get(name)

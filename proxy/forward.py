@@ -395,8 +395,9 @@ async def relay(exchange: Exchange, response) -> None:
         return
     if length is not None:
         headers.append((b"content-length", length))
-    await exchange.runtime.respond.start(exchange, response.status, headers)
     try:
+        # Inside the try: a response hook may refuse (PLUGIN_ERROR) and the upstream must close.
+        await exchange.runtime.respond.start(exchange, response.status, headers)
         if no_body:
             await exchange.send({"type": "http.response.body", "body": b"", "more_body": False})
         else:

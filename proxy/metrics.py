@@ -152,6 +152,11 @@ class GatewayMetrics:
             "Seconds since this instance saw a config version it has not applied; 0 when current.",
             multiprocess_mode="max",
         )
+        self.plugin_errors = Counter(
+            "gateway_plugin_errors_total",
+            "Plugin hooks that raised or ran past their timeout_ms (SPEC section 19).",
+            ["plugin"],
+        )
         self.upstream_retries = Counter(
             "gateway_upstream_retries_total", "Retries of idempotent requests.", ["service"]
         )

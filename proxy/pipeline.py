@@ -14,6 +14,7 @@ from proxy.cache import serve_from_cache
 from proxy.exchange import Answered, Exchange, Rejection
 from proxy.forward import ClientGone, forward
 from proxy.hygiene import check_headers, normalize_path
+from proxy.plugins import run_plugins
 from proxy.policy import POLICY, assign_request_id
 
 __all__ = ["PIPELINE", "ProxyApp", "choose_target"]
@@ -77,13 +78,14 @@ def choose_target(exchange: Exchange) -> None:
 
 
 # POLICY (proxy.policy) is the chain every door runs: IP lists, authenticate, rate limit,
-# authorize, tenant checks.
+# authorize, tenant checks. Plugins' access hooks run once the caller is known (SPEC 19).
 PIPELINE = (
     assign_request_id,
     apply_cors,
     check_hygiene,
     match_route,
     *POLICY,
+    run_plugins,
     serve_from_cache,
     choose_target,
 )

@@ -30,6 +30,10 @@ class Responder:
 
     async def start(self, exchange: Exchange, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         """Send the status line and headers with the gateway's own headers added."""
+        if exchange.plugins is not None and exchange.plugins.response:
+            from proxy.plugins import run_response_hooks
+
+            run_response_hooks(exchange, status, headers)
         present = {name for name, _ in headers}
         headers += exchange.response_headers
         headers += [
@@ -91,6 +95,8 @@ class Responder:
         self.traffic.record(service, exchange.status, duration)
         if self.span_exporter is not None:
             self.span_exporter.record(exchange, duration)
+        if exchange.plugins is not None and exchange.plugins.log:
+            exchange.runtime.plugin_logs.submit(exchange, duration)
         if not self.access_log.enabled:
             return
         identity = exchange.identity

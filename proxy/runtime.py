@@ -32,6 +32,7 @@ from proxy.cors import CorsPolicy
 from proxy.idp import ExternalTokenVerifier
 from proxy.live import LiveConnections
 from proxy.metrics import metrics
+from proxy.plugins import PluginLogQueue
 from proxy.respond import Responder
 from proxy.snapshot import Snapshot
 from proxy.tracing import span_exporter_from_settings
@@ -85,6 +86,7 @@ class Runtime:
         self.access_log = AccessLog(settings.ACCESS_LOG)
         self.span_exporter = span_exporter_from_settings()
         self.respond = Responder(metrics, self.traffic, self.access_log, self.span_exporter)
+        self.plugin_logs = PluginLogQueue(metrics)  # log hooks run after the response (SPEC 19)
         self.cors = CorsPolicy(settings.CORS_ORIGINS)
         self.client_ips = ClientAddressResolver(settings.TRUSTED_PROXIES)
         self.token_verifier = TokenVerifier(

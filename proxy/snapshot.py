@@ -146,6 +146,7 @@ class ServiceEntry:
     request_transforms: HeaderTransforms | None = None
     response_transforms: HeaderTransforms | None = None
     openapi_path: str = ""
+    plugins: object = None  # proxy.plugin_chain.ServicePlugins when a plugin reaches this service
 
     def upstream_path_for(self, path: str, prefix: str | None = None) -> str:
         """The path sent upstream: the matched prefix replaced by the service's rewrite."""
@@ -449,10 +450,12 @@ def compile_snapshot() -> Snapshot:
 
 def _compile(version: int) -> Snapshot:
     """Every object through its naming step, inside compile_snapshot's transaction."""
+    from proxy.plugin_chain import attach_plugins
     from registry.models import ApiKey, RatePolicy, Service
     from tenancy.models import IdentityProvider, Tenant
 
     services = [_service_entry(s) for s in Service.objects.prefetch_related("targets", "versions")]
+    services = attach_plugins(services, _openapi_document)
     providers = IdentityProvider.objects.filter(enabled=True).select_related("default_tenant")
     return Snapshot(
         version=version,
@@ -495,6 +498,15 @@ def _rate_policy_entry(policy) -> RatePolicyEntry:
         algorithm=policy.algorithm,
         fail_mode=policy.fail_mode,
     )
+
+
+def _openapi_document(service: ServiceEntry) -> dict | None:
+    """The service's OpenAPI document for the plugins that read it (request-validator, mock)."""
+    if not service.openapi_path:
+        return None
+    from registry.apidocs.documents import service_document
+
+    return service_document(service.slug)
 
 
 def _version_prefixes(services: list[ServiceEntry]) -> dict[str, tuple[str, str]]:

@@ -46,6 +46,9 @@ MANAGEMENT_OPERATIONS = {
     "/api/manage/tenants/{id}/audit/": {"get"},
     "/api/manage/alerts/": {"get"},
     "/api/manage/alerts/{id}/": {"get"},
+    "/api/manage/plugins/": {"get", "post"},
+    "/api/manage/plugins/{id}/": {"get", "put", "patch", "delete"},
+    "/api/manage/plugins/available/": {"get"},
 }
 
 

@@ -146,6 +146,14 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
             "The gateway failed unexpectedly. The request id identifies the log line.",
         ),
         ProblemType(
+            "PLUGIN_ERROR",
+            500,
+            "Plugin failed",
+            "A plugin configured for this route raised an error or ran past its time limit; "
+            "the request was not forwarded. Staff find the plugin's name in the gateway log "
+            "under this request id.",
+        ),
+        ProblemType(
             "BAD_GATEWAY",
             502,
             "Bad gateway",
@@ -156,6 +164,13 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
             503,
             "Service unavailable",
             "The service is disabled, has no enabled target, or a dependency the gateway needs is down.",
+        ),
+        ProblemType(
+            "REQUEST_TERMINATED",
+            503,
+            "Request terminated",
+            "The gateway answers this route itself (a request-termination plugin, for example "
+            "during maintenance); `detail` says why. The upstream service was not called.",
         ),
         ProblemType(
             "CIRCUIT_OPEN",

@@ -40,6 +40,7 @@ __all__ = [
     "prepare_document",
     "rebuild_merged",
     "refresh_due_documents",
+    "service_document",
 ]
 
 logger = logging.getLogger("gateway.apidocs")
@@ -686,3 +687,29 @@ def merged_document() -> dict:
             logger.exception("on-demand API docs refresh failed")
         cached = cache.get(MERGED_KEY) or cached
     return cached["document"] if cached is not None else rebuild_merged(load_sources())
+
+
+def service_document(slug: str) -> dict | None:
+    """One service's prepared document in OpenAPI 3.1 terms (JSON Schema 2020-12 schemas), as
+    the sweep cached it; fetched now when the cache has none. For the request-validator and
+    mock plugins (SPEC section 19), which compile it once per config version, off the loop."""
+    document = cache.get(_document_key(slug))
+    if document is None:
+        document = _fetch_now(slug)
+    if document is None:
+        return None
+    return document if document["openapi"].startswith("3.1") else _lifted_to_31(document)
+
+
+def _fetch_now(slug: str) -> dict | None:
+    try:
+        asyncio.get_running_loop()
+        return None  # never block an event loop on a fetch: the next sweep fills the cache
+    except RuntimeError:
+        pass
+    sources = [s for s in load_sources() if s.slug == slug]
+    if not sources:
+        return None
+    (result,) = asyncio.run(fetch_documents(sources))
+    _store(result, sources[0], time.time())
+    return result.document

@@ -113,6 +113,7 @@ AUDITED_MODELS = (
     ),
     AuditedModel("tenancy.IdentityProvider", tenant=None, secret_fields=frozenset({"client_secret"})),
     AuditedModel("alerts.NotificationRule"),
+    AuditedModel("plugins.PluginConfig"),  # named by label: tenancy does not import plugins
 )
 AUDITED_MODEL_LABELS = tuple(spec.label.lower() for spec in AUDITED_MODELS)
 _SPECS = {spec.label.lower(): spec for spec in AUDITED_MODELS}
