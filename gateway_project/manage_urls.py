@@ -23,6 +23,7 @@ _ROOT_ENTRIES = {
     "audit-events": "tenancy-api:auditevent-list",
     "notification-rules": "alerts-api:notificationrule-list",
     "alerts": "alerts-api:alert-list",
+    "usage": "usage-api:usage",
 }
 
 
@@ -41,5 +42,6 @@ urlpatterns = [
     path("", include("registry.api.urls")),
     path("", include("tenancy.api.urls")),
     path("", include("alerts.api.urls")),
+    path("", include("usage.api.urls")),
     path("config/", include("declarative.api.urls")),
 ]

@@ -46,6 +46,7 @@ MANAGEMENT_OPERATIONS = {
     "/api/manage/tenants/{id}/audit/": {"get"},
     "/api/manage/alerts/": {"get"},
     "/api/manage/alerts/{id}/": {"get"},
+    "/api/manage/usage/": {"get"},
 }
 
 
