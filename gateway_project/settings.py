@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "fixtures",  # the `load_demo` command
     "declarative",  # `gateway_config` export/diff/apply and /api/manage/config/*
     "usage",  # metering roll-up, /api/manage/usage/ (SPEC section 20)
+    "portal",  # the tenant portal at /portal/ (SPEC section 20)
 ]
 
 MIDDLEWARE = [

@@ -16,13 +16,10 @@ def raise_quota_alert(event: QuotaEvent) -> Alert | None:
     tenant = Tenant.objects.filter(slug=event.tenant).first()
     if tenant is None:
         return None
-    where = f" on {event.service}" if event.service else ""
-    if event.percent >= 100:
-        message = f"Quota {event.quota}{where} used up: {event.limit} requests in {event.period}."
-    else:
-        message = (
-            f"Quota {event.quota}{where} at {event.percent} %: of {event.limit} requests in {event.period}."
-        )
+    what = f"Monthly request quota on {event.service}" if event.service else "Monthly request quota"
+    used = event.limit if event.percent >= 100 else -(-event.limit * event.percent // 100)
+    state = "used up" if event.percent >= 100 else f"at {event.percent} %"
+    message = f"{what} {state}: {used} of {event.limit} requests in {event.period}."
     severity = Severity.ERROR if event.percent >= 100 else Severity.WARNING
     alert = Alert.objects.create(tenant=tenant, severity=severity, message=message, service=event.service)
     publish_alert(alert)

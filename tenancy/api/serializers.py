@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from gateway_project.web.serializers import FullCleanModelSerializer, SlugKeyField
 from tenancy.admin import identity_provider_errors, read_only_reason_error
-from tenancy.models import IdentityProvider, Subscription, Tenant
+from tenancy.models import IdentityProvider, Plan, Subscription, Tenant
 
 __all__ = [
     "IdentityProviderSerializer",
@@ -72,12 +72,16 @@ class ReadOnlyToggleSerializer(serializers.Serializer):
 
 class SubscriptionSerializer(FullCleanModelSerializer):
     tenant = SlugKeyField(slug_field="slug", queryset=Tenant.objects.all())
+    plan = SlugKeyField(
+        slug_field="name", queryset=Plan.objects.all(), required=False, allow_null=True,
+        help_text="The plan's name (its quotas and default rate policies); null: no quota.",
+    )  # fmt: skip
     grace_ends_at = serializers.DateTimeField(read_only=True)
 
     class Meta:
         model = Subscription
         fields = (
-            "id", "tenant", "status", "current_period_end", "grace_days", "grace_ends_at",
+            "id", "tenant", "plan", "status", "current_period_end", "grace_days", "grace_ends_at",
             "created_at", "updated_at",
         )  # fmt: skip
         read_only_fields = ("created_at", "updated_at")
