@@ -166,3 +166,28 @@ def _batch(tenant: str, requests: int, services=("sales",)) -> UsageBatch:
     batch = meter.take()
     assert json.loads(batch.to_json())["id"] == batch.id
     return batch
+
+
+def test_without_redis_the_gateway_rolls_up_its_own_usage(
+    transactional_db, settings, make_service, make_tenant, make_user, bearer, upstream
+):
+    from tests.live import GatewayServer, wait_until
+    from usage.models import UsageHour
+
+    # Given a gateway with no Redis, flushing and rolling up every 0.2 s
+    settings.REDIS_URL = ""
+    settings.RATE_LIMIT_DEFAULT = ""
+    settings.USAGE_FLUSH_SECONDS = settings.USAGE_ROLLUP_SECONDS = 0.2
+    make_service("sales", targets=[upstream.url], auth_required=True)
+    member = make_user("owner@local.example", tenant=make_tenant("local"))
+    with GatewayServer() as gateway:
+        gateway.sync()
+        # When a member sends 7 requests
+        with httpx.Client(base_url=gateway.url, headers=bearer(member), timeout=10) as client:
+            assert {client.get("/api/v1/sales/x").status_code for _ in range(7)} == {200}
+        # Then the usage hour shows them, with no Celery worker and no Redis involved
+        row = wait_until(
+            lambda: UsageHour.objects.filter(tenant_slug="local", requests=7).first(),
+            timeout=10, message="the in-process roll-up",
+        )  # fmt: skip
+    assert row.service_slug == "sales" and row.status_4xx == row.status_5xx == 0
