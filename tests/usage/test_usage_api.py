@@ -114,3 +114,9 @@ def test_members_may_not_read_usage(member_client, hours):
     response = member_client.get(URL)
     assert response.status_code == 403
     assert response.json()["code"] == "FORBIDDEN"
+
+
+def test_an_unknown_format_is_a_validation_problem(staff_client):
+    response = staff_client.get(URL, {"format": "xml"})
+    assert response.status_code == 400
+    assert "format" in response.json()["errors"]

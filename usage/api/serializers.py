@@ -28,8 +28,12 @@ class MomentField(serializers.CharField):
 class UsageQuerySerializer(serializers.Serializer):
     """`?tenant=&service=&from=&to=&granularity=`: [from, to) in whole hours, the last week by default."""
 
-    tenant = serializers.SlugField(required=False, help_text="Tenant slug; empty: every tenant.")
-    service = serializers.SlugField(required=False, help_text="Service slug; empty: every service.")
+    tenant = serializers.SlugField(
+        required=False, allow_blank=True, help_text="Tenant slug; empty: every tenant."
+    )
+    service = serializers.SlugField(
+        required=False, allow_blank=True, help_text="Service slug; empty: every service."
+    )
     granularity = serializers.ChoiceField(choices=Granularity.choices, default=Granularity.HOUR)
 
     def __init__(self, *args, **kwargs) -> None:

@@ -8,7 +8,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from usage.api.renderers import UsageCSVRenderer
+from gateway_project.core.problems import PROBLEM_CONTENT_TYPE
+from gateway_project.web.problems import ProblemSerializer
+from usage.api.renderers import FormatParameterNegotiation, UsageCSVRenderer
 from usage.api.serializers import UsageQuerySerializer, UsageRowSerializer
 from usage.report import usage_rows
 
@@ -28,15 +30,18 @@ class UsageView(APIView):
     """Requests, 4xx, 5xx, bytes and latency percentiles per tenant, service and period."""
 
     renderer_classes = [JSONRenderer, BrowsableAPIRenderer, UsageCSVRenderer]
+    content_negotiation_class = FormatParameterNegotiation
 
-    @extend_schema(parameters=_PARAMETERS, responses=UsageRowSerializer(many=True))
+    @extend_schema(
+        parameters=_PARAMETERS,
+        responses={200: UsageRowSerializer(many=True), (400, PROBLEM_CONTENT_TYPE): ProblemSerializer},
+    )
     def get(self, request: Request) -> Response:
         query = UsageQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = query.validated_data
-        rows = usage_rows(
-            params["from"], params["to"], params["granularity"], params.get("tenant"), params.get("service")
-        )
+        tenant, service = params.get("tenant") or None, params.get("service") or None  # "": every one
+        rows = usage_rows(params["from"], params["to"], params["granularity"], tenant, service)
         data = UsageRowSerializer([row.as_dict() for row in rows], many=True).data
         response = Response(data)
         if getattr(request.accepted_renderer, "format", "") == "csv":
