@@ -31,7 +31,13 @@ def roll_up(store=None) -> int:
     store = store if store is not None else batch_store()
     applied = 0
     for batch_id in store.pending():
-        batch = store.read(batch_id)
+        try:
+            batch = store.read(batch_id)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            # Not a batch this code wrote (or a corrupted one): dropped, so it cannot block the rest.
+            logger.error("usage batch %s is unreadable and was dropped: %r", batch_id, exc)
+            store.discard(batch_id)
+            continue
         if batch is not None and apply_batch(batch):
             applied += 1
         store.discard(batch_id)

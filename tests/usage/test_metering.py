@@ -191,3 +191,15 @@ def test_without_redis_the_gateway_rolls_up_its_own_usage(
             timeout=10, message="the in-process roll-up",
         )  # fmt: skip
     assert row.service_slug == "sales" and row.status_4xx == row.status_5xx == 0
+
+
+def test_an_unreadable_batch_is_dropped_without_blocking_the_others(transactional_db):
+    from usage.models import UsageHour
+    from usage.rollup import roll_up
+
+    good = _batch("after-garbage", requests=2)
+    local_batches._batches["garbage"] = '{"id": "garbage", "buckets": [["t"]]}'
+    local_batches.put(good)
+    assert roll_up(local_batches) == 1
+    assert local_batches.pending() == []
+    assert UsageHour.objects.get(tenant_slug="after-garbage").requests == 2
