@@ -19,6 +19,7 @@ _ROOT_ENTRIES = {
     "config": "registry-api:config",
     "tenants": "tenancy-api:tenant-list",
     "subscriptions": "tenancy-api:subscription-list",
+    "plans": "tenancy-api:plan-list",
     "identity-providers": "tenancy-api:identity-provider-list",
     "audit-events": "tenancy-api:auditevent-list",
     "notification-rules": "alerts-api:notificationrule-list",

@@ -47,6 +47,8 @@ MANAGEMENT_OPERATIONS = {
     "/api/manage/alerts/": {"get"},
     "/api/manage/alerts/{id}/": {"get"},
     "/api/manage/usage/": {"get"},
+    "/api/manage/plans/": {"get"},
+    "/api/manage/plans/{id}/": {"get"},
 }
 
 
