@@ -149,7 +149,7 @@ def start_gateway(children, name: str, env: dict, log: Path, workers: int = 1) -
     return f"http://127.0.0.1:{port}", process
 
 
-def scenarios_for(args, peers: dict, gateways: dict, token: str) -> dict:
+def scenarios_for(args, peers: dict, gateways: dict, token: str, quota_token: str) -> dict:
     auth = {"Authorization": f"Bearer {token}"}
     scenarios = {
         "upstream-direct": (peers["upstream"] + "/api/v1/open/items", {}),
@@ -159,6 +159,9 @@ def scenarios_for(args, peers: dict, gateways: dict, token: str) -> dict:
         scenarios["nginx-proxy"] = (peers["nginx-proxy"], {})
     scenarios["gateway-minimal"] = (gateways["minimal"] + "/api/v1/open/items", {})
     scenarios["gateway-full"] = (gateways["full"] + "/api/v1/bench/items", auth)
+    # The same request from a tenant whose plan has a monthly quota (SPEC section 20).
+    quota_auth = {"Authorization": f"Bearer {quota_token}"}
+    scenarios["gateway-full-quota"] = (gateways["full"] + "/api/v1/bench/items", quota_auth)
     scenarios["gateway-full-no-ratelimit"] = (gateways["full"] + "/api/v1/nolimit/items", auth)
     scenarios["gateway-full-cached"] = (gateways["full"] + "/api/v1/cached/items", auth)
     if "full-2-workers" in gateways:
@@ -224,6 +227,9 @@ def ratios(results: dict) -> dict:
     )
     full, nolimit = s["gateway-full"]["c64"]["rps"], s["gateway-full-no-ratelimit"]["c64"]["rps"]
     out["rate_limit_cost_us_per_request"] = round((1 / full - 1 / nolimit) * 1e6, 1)
+    if "gateway-full-quota" in s:
+        quota = s["gateway-full-quota"]["c64"]["rps"]
+        out["quota_cost_us_per_request"] = round((1 / quota - 1 / full) * 1e6, 1)
     if "gateway-full-cached" in s:
         out["cached_over_full_rps"] = round(s["gateway-full-cached"]["c64"]["rps"] / full, 3)
     if "gateway-full-2-workers" in s:
@@ -283,7 +289,8 @@ def main(argv=None) -> int:
             cwd=ROOT,
             check=True,
         )
-        token = json.loads(setup.stdout.strip().splitlines()[-1])["token"]
+        tokens = json.loads(setup.stdout.strip().splitlines()[-1])
+        token = tokens["token"]
         gateways = {}
         gateways["minimal"], _ = start_gateway(children, "gateway-minimal", base, log)
         full_env = gateway_env(redis, ACCESS_LOG=str(SCRATCH / "access.log"))
@@ -300,7 +307,7 @@ def main(argv=None) -> int:
             gateways["httpx"], _ = start_gateway(
                 children, "gateway-httpx", gateway_env(None, UPSTREAM_CLIENT="httpx"), log
             )
-        scenarios = scenarios_for(args, peers, gateways, token)
+        scenarios = scenarios_for(args, peers, gateways, token, tokens["quota_token"])
         print(
             f"make bench: {len(scenarios)} scenarios, {args.rounds} rounds x {args.seconds}s, "
             f"redis={'yes' if redis else 'no'}",

@@ -1,6 +1,7 @@
 """Prepare the benchmark's registry (run in the gateway's environment): services, a policy, a token.
 
-Prints one JSON line: {"token": ..., "staff_token": ...}.
+Prints one JSON line: {"token": ..., "quota_token": ...}; the second is a user of a tenant
+whose plan has a monthly quota (never reached), to measure what the quota check costs.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ def main() -> None:
     from django.utils import timezone
 
     from registry.models import RatePolicy, Service, Target
-    from tenancy.models import Subscription, Tenant, User
-    from tenancy.tokens import GatewayAccessToken, tokens_for_user
+    from tenancy.constants import MONTHLY_QUOTA_RANGE
+    from tenancy.models import Plan, Subscription, Tenant, User
 
     call_command("migrate", verbosity=0)
     upstream = sys.argv[1]
@@ -56,9 +57,26 @@ def main() -> None:
     user, _ = User.objects.get_or_create(
         username="bench", defaults={"tenant": tenant, "role": "staff", "is_staff": True}
     )
+    plan, _ = Plan.objects.update_or_create(
+        name="bench-quota", defaults={"monthly_request_quota": MONTHLY_QUOTA_RANGE[1]}
+    )
+    quota_tenant, _ = Tenant.objects.get_or_create(slug="bench-quota", defaults={"name": "Bench quota"})
+    Subscription.objects.update_or_create(
+        tenant=quota_tenant,
+        defaults={"current_period_end": timezone.now() + timedelta(days=30), "plan": plan},
+    )
+    quota_user, _ = User.objects.get_or_create(
+        username="bench-quota", defaults={"tenant": quota_tenant, "role": "staff", "is_staff": True}
+    )
+    print(json.dumps({"token": _long_lived(user), "quota_token": _long_lived(quota_user)}))
+
+
+def _long_lived(user) -> str:
+    from tenancy.tokens import GatewayAccessToken, tokens_for_user
+
     token = GatewayAccessToken(tokens_for_user(user)["access"])
     token.set_exp(lifetime=timedelta(hours=6))
-    print(json.dumps({"token": str(token)}))
+    return str(token)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,9 @@ def build_application():
     from proxy.runtime import Runtime
 
     hub = AlertHub(event_order)
-    runtime = Runtime(alert_hub=hub, background=alert_tasks(hub))
+    from usage.background import usage_tasks
+
+    runtime = Runtime(alert_hub=hub, background=[*alert_tasks(hub), *usage_tasks()])
     application = ProtocolTypeRouter(
         {
             "http": http_router(django_application, runtime),

@@ -19,11 +19,13 @@ _ROOT_ENTRIES = {
     "config": "registry-api:config",
     "tenants": "tenancy-api:tenant-list",
     "subscriptions": "tenancy-api:subscription-list",
+    "plans": "tenancy-api:plan-list",
     "identity-providers": "tenancy-api:identity-provider-list",
     "audit-events": "tenancy-api:auditevent-list",
     "notification-rules": "alerts-api:notificationrule-list",
     "alerts": "alerts-api:alert-list",
     "plugins": "plugins-api:plugin-list",
+    "usage": "usage-api:usage",
 }
 
 
@@ -43,5 +45,6 @@ urlpatterns = [
     path("", include("tenancy.api.urls")),
     path("", include("alerts.api.urls")),
     path("", include("plugins.api.urls")),
+    path("", include("usage.api.urls")),
     path("config/", include("declarative.api.urls")),
 ]

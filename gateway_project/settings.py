@@ -57,6 +57,8 @@ INSTALLED_APPS = [
     "fixtures",  # the `load_demo` command
     "declarative",  # `gateway_config` export/diff/apply and /api/manage/config/*
     "plugins",  # PluginConfig, its admin and /api/manage/plugins/ (SPEC section 19)
+    "usage",  # metering roll-up, /api/manage/usage/ (SPEC section 20)
+    "portal",  # the tenant portal at /portal/ (SPEC section 20)
 ]
 
 MIDDLEWARE = [
@@ -162,8 +164,13 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 HEALTH_SWEEP_SECONDS = env_seconds("HEALTH_SWEEP_SECONDS", 5)
+# Usage metering (SPEC section 20): each instance flushes its counts this often; beat rolls
+# them into the database this often (a Redis restart loses at most what is not rolled up).
+USAGE_FLUSH_SECONDS = env_seconds("USAGE_FLUSH_SECONDS", 10)
+USAGE_ROLLUP_SECONDS = env_seconds("USAGE_ROLLUP_SECONDS", 10)
 CELERY_BEAT_SCHEDULE = {
     "health-sweep": {"task": "registry.tasks.health_sweep_task", "schedule": HEALTH_SWEEP_SECONDS},
+    "usage-rollup": {"task": "usage.tasks.roll_up_usage_task", "schedule": USAGE_ROLLUP_SECONDS},
 }
 
 # --- Auth, REST framework, OpenAPI -----------------------------------------------------

@@ -22,6 +22,7 @@ urlpatterns = [
     path("api/v1/", include("alerts.urls")),
     path("", include("gateway_project.ops.urls")),
     path("dashboard/", include("gateway_project.ops.dashboard_urls")),
+    path("portal/", include("portal.urls")),
     path("api/v1/", include("gateway_project.ops.geocode_urls")),
     path("api/v1/", include("registry.apidocs.urls")),
     path(".well-known/jwks.json", jwks_view, name="jwks"),

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from proxy.exchange import Exchange, Rejection
+from proxy.quotas import QUOTA, QuotaBook, threshold_events
 from proxy.redis_pipe import key_slot, script_sha
 from proxy.snapshot import RatePolicyEntry
 
@@ -41,10 +42,12 @@ _REDIS_BACKOFF_SECONDS = 1.0
 _LOCAL_PRUNE_SECONDS = 60.0
 # Kong's period names for windows of exactly one unit (X-RateLimit-Limit-Minute, ...).
 _PERIOD_NAMES = {1: "Second", 60: "Minute", 3600: "Hour", 86400: "Day", 2592000: "Month"}
+_SCRIPT_ALGORITHMS = {SLIDING: b"s", GCRA: b"g", QUOTA: b"q"}
 
 LUA_SCRIPT = """
 -- KEYS: one per policy. ARGV[1]: a unique member for this request; then per policy
--- four values: algorithm ('s' sliding log, 'g' GCRA), limit, window in ms, burst.
+-- four values: algorithm ('s' sliding log, 'g' GCRA, 'q' quota), limit, window in ms
+-- (a quota: the epoch ms at which its period resets), burst.
 -- Returns {admitted, then per policy: ok, remaining, reset_ms, retry_ms}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -73,6 +76,15 @@ for i = 1, #KEYS do
       ok = 0
       retry = expires
       reset = expires
+    end
+  elseif algorithm == 'q' then
+    local used = tonumber(redis.call('GET', KEYS[i]) or '0')
+    reset = window - now
+    if used < limit then
+      remaining = limit - used - 1
+    else
+      ok = 0
+      retry = reset
     end
   else
     local interval = window / limit
@@ -104,6 +116,9 @@ if admitted == 1 then
     if ARGV[base] == 's' then
       redis.call('ZADD', KEYS[i], now, member)
       redis.call('PEXPIRE', KEYS[i], window)
+    elseif ARGV[base] == 'q' then
+      redis.call('INCR', KEYS[i])
+      redis.call('PEXPIREAT', KEYS[i], window + 86400000)
     else
       redis.call('SET', KEYS[i], plans[i], 'PX', math.ceil(plans[i] - now) + window)
     end
@@ -121,6 +136,8 @@ for i = 1, #KEYS do
   local algorithm = ARGV[2 + (i - 1) * 2]
   if algorithm == 's' then
     redis.call('ZREM', KEYS[i], ARGV[1])
+  elseif algorithm == 'q' then
+    redis.call('DECR', KEYS[i])
   else
     local tat = tonumber(redis.call('GET', KEYS[i]))
     if tat then redis.call('SET', KEYS[i], tat - tonumber(ARGV[3 + (i - 1) * 2]), 'KEEPTTL') end
@@ -147,6 +164,7 @@ class InProcessLimiter:
     def __init__(self) -> None:
         self._logs: dict[str, deque[float]] = {}
         self._tats: dict[str, float] = {}
+        self._counts: dict[str, list] = {}  # quota key -> [used, resets_at ms]
         self._next_prune = 0.0
 
     def check(self, keyed: list[tuple[str, RatePolicyEntry]]) -> list[PolicyCheck]:
@@ -160,6 +178,8 @@ class InProcessLimiter:
         return checks
 
     def _evaluate(self, key: str, policy: RatePolicyEntry, now: float) -> PolicyCheck:
+        if policy.algorithm == QUOTA:
+            return self._evaluate_quota(key, policy, now)
         window = policy.window_seconds * 1000
         if policy.algorithm != GCRA:
             log = self._logs.setdefault(key, deque())
@@ -177,8 +197,17 @@ class InProcessLimiter:
             return PolicyCheck(policy, False, 0, math.ceil(tat - now), math.ceil(-allowance))
         return PolicyCheck(policy, True, int(allowance // interval), math.ceil(tat + interval - now), 0)
 
+    def _evaluate_quota(self, key: str, policy: RatePolicyEntry, now: float) -> PolicyCheck:
+        used = self._counts.get(key, (0,))[0]
+        reset = math.ceil(policy.resets_at * 1000 - now)
+        if used < policy.limit:
+            return PolicyCheck(policy, True, policy.limit - used - 1, reset, 0)
+        return PolicyCheck(policy, False, 0, reset, reset)
+
     def _record(self, key: str, policy: RatePolicyEntry, now: float) -> None:
-        if policy.algorithm != GCRA:
+        if policy.algorithm == QUOTA:
+            self._counts.setdefault(key, [0, policy.resets_at * 1000])[0] += 1
+        elif policy.algorithm != GCRA:
             self._logs[key].append(now)
         else:
             interval = policy.window_seconds * 1000 / policy.limit
@@ -188,6 +217,7 @@ class InProcessLimiter:
         self._next_prune = now + _LOCAL_PRUNE_SECONDS * 1000
         self._logs = {k: log for k, log in self._logs.items() if log and log[-1] > now - 31 * 86400 * 1000}
         self._tats = {k: tat for k, tat in self._tats.items() if tat > now}
+        self._counts = {k: count for k, count in self._counts.items() if count[1] > now}
 
 
 def _default_policy() -> RatePolicyEntry | None:
@@ -227,6 +257,7 @@ class RateLimiter:
         self._matching_snapshot = None
         self._member_prefix = os.urandom(6).hex()
         self._member_counter = 0
+        self.quotas = QuotaBook(settings.RATE_LIMIT_FAIL_MODE)
 
     # --- which policies, which keys --------------------------------------------------------
 
@@ -240,7 +271,9 @@ class RateLimiter:
         roles = identity.roles if identity is not None else frozenset()
         tenant = snapshot.tenants.get(identity.tenant) if identity is not None and identity.tenant else None
         plan = tenant.plan if tenant is not None else ""
-        cache_key = (exchange.service.id, exchange.method, roles, plan)
+        # The subscription's plan (SPEC 20): its default policies apply to its tenants only.
+        quota_plan = tenant.quota.plan if tenant is not None and tenant.quota is not None else ""
+        cache_key = (exchange.service.id, exchange.method, roles, plan, quota_plan)
         policies = self._matching_cache.get(cache_key)
         if policies is None:
             policies = tuple(
@@ -250,6 +283,7 @@ class RateLimiter:
                 and (not p.methods or exchange.method in p.methods)
                 and (not p.role or p.role in roles)
                 and (not p.plan or p.plan == plan)
+                and (not p.plans or quota_plan in p.plans)
             )
             if not policies and self.default_policy is not None:
                 policies = (self.default_policy,)
@@ -283,13 +317,15 @@ class RateLimiter:
 
     def enforce(self, exchange: Exchange):
         policies = self._policies_for(exchange)
-        if not policies:
-            return None
         prefix = settings.CACHE_KEY_PREFIX
+        quotas = self._quotas_for(exchange, prefix)
+        if not policies and not quotas:
+            return None
         if self._cluster:
             keyed = [(self._tagged_key(prefix, p, exchange), p) for p in policies]
         else:
             keyed = [(f"{prefix}:rl:{p.name}:{self._subject(p, exchange)}", p) for p in policies]
+        keyed += quotas
         if self._pipe is None:
             self._apply(exchange, self.local.check(keyed))
             return None
@@ -297,6 +333,13 @@ class RateLimiter:
             self._apply(exchange, self._fallback(keyed))
             return None
         return self._enforce_in_redis(exchange, keyed)
+
+    def _quotas_for(self, exchange: Exchange, prefix: str) -> tuple:
+        identity = exchange.identity
+        if identity is None or not identity.tenant:
+            return ()
+        snapshot = self.runtime.snapshot
+        return self.quotas.keyed(snapshot, snapshot.tenants.get(identity.tenant), exchange.service, prefix)
 
     async def _enforce_in_redis(self, exchange: Exchange, keyed) -> None:
         self._member_counter += 1
@@ -355,8 +398,9 @@ class RateLimiter:
         """The script's four arguments for a policy, encoded once per snapshot."""
         encoded = self._encoded_args.get(policy)
         if encoded is None:
-            algorithm = b"g" if policy.algorithm == GCRA else b"s"
-            numbers = (policy.limit, policy.window_seconds * 1000, policy.burst)
+            algorithm = _SCRIPT_ALGORITHMS.get(policy.algorithm, b"s")
+            window = policy.resets_at * 1000 if policy.algorithm == QUOTA else policy.window_seconds * 1000
+            numbers = (policy.limit, window, policy.burst)
             encoded = self._encoded_args[policy] = [algorithm, *(str(n).encode() for n in numbers)]
         return encoded
 
@@ -383,18 +427,34 @@ class RateLimiter:
         exchange.response_headers += headers
         violated = [check for check in checks if not check.ok]
         if not violated:
+            self._note_quota_thresholds(exchange, checks)
             return
         service = exchange.service.slug
         for check in violated:
             self.runtime.metrics.rate_limit_exceeded.labels(check.policy.name, service).inc()
         retry_after = max(1, math.ceil(max(check.retry_ms for check in violated) / 1000))
         names = [check.policy.name for check in violated]
+        if any(check.policy.algorithm == QUOTA for check in violated):
+            raise Rejection(
+                "QUOTA_EXCEEDED",
+                f"Quota used up ({', '.join(names)}); it resets in {retry_after} s.",
+                [(b"retry-after", str(retry_after).encode())],
+                violated_policies=names,
+            )
         raise Rejection(
             "RATE_LIMIT",
             f"Rate limit exceeded ({', '.join(names)}); retry in {retry_after} s.",
             [(b"retry-after", str(retry_after).encode())],
             violated_policies=names,
         )
+
+    def _note_quota_thresholds(self, exchange: Exchange, checks: list[PolicyCheck]) -> None:
+        if exchange.identity is None or not exchange.identity.tenant:
+            return
+        for event in threshold_events(
+            checks, exchange.identity.tenant, exchange.service.slug, self.quotas.period
+        ):
+            self.runtime.meter.note_quota(event)
 
 
 def _checks_from_reply(keyed, reply) -> list[PolicyCheck]:

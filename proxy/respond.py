@@ -27,6 +27,7 @@ class Responder:
         self.traffic = traffic
         self.access_log = access_log
         self.span_exporter = span_exporter  # None unless OpenTelemetry export is configured
+        self.meter = None  # usage metering (proxy.metering.Meter), set by the runtime
 
     async def start(self, exchange: Exchange, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         """Send the status line and headers with the gateway's own headers added."""
@@ -93,6 +94,12 @@ class Responder:
             exchange.bytes_out,
         )
         self.traffic.record(service, exchange.status, duration)
+        if self.meter is not None and exchange.service is not None:
+            identity = exchange.identity
+            tenant = (identity.tenant or "") if identity is not None else ""
+            self.meter.record(
+                tenant, service, exchange.status, exchange.bytes_in, exchange.bytes_out, duration
+            )
         if self.span_exporter is not None:
             self.span_exporter.record(exchange, duration)
         if exchange.plugins is not None and exchange.plugins.log:

@@ -31,6 +31,7 @@ from proxy.cache import ResponseCache
 from proxy.cors import CorsPolicy
 from proxy.idp import ExternalTokenVerifier
 from proxy.live import LiveConnections
+from proxy.metering import Meter, flush_forever
 from proxy.metrics import metrics
 from proxy.plugins import PluginLogQueue
 from proxy.respond import Responder
@@ -87,6 +88,7 @@ class Runtime:
         self.span_exporter = span_exporter_from_settings()
         self.respond = Responder(metrics, self.traffic, self.access_log, self.span_exporter)
         self.plugin_logs = PluginLogQueue(metrics)  # log hooks run after the response (SPEC 19)
+        self.meter = self.respond.meter = Meter(self.instance)
         self.cors = CorsPolicy(settings.CORS_ORIGINS)
         self.client_ips = ClientAddressResolver(settings.TRUSTED_PROXIES)
         self.token_verifier = TokenVerifier(
@@ -146,6 +148,7 @@ class Runtime:
         self._background.append(asyncio.create_task(self.live.run(), name="live-connections"))
         self._background.append(asyncio.create_task(self._publish_board(), name="instance-board"))
         self._background.append(asyncio.create_task(self._flush_metrics(), name="metrics-flush"))
+        self._background.append(asyncio.create_task(flush_forever(self), name="usage-flush"))
         for name, factory in self._background_factories:
             coroutine = factory(self)
             if coroutine is not None:

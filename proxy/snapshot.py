@@ -36,6 +36,7 @@ __all__ = [
     "CompileError",
     "HeaderTransforms",
     "IdentityProviderEntry",
+    "QuotaTerms",
     "VersionEntry",
     "RatePolicyEntry",
     "ServiceEntry",
@@ -168,6 +169,20 @@ class ServiceEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class QuotaTerms:
+    """A tenant's plan as the limiter needs it (SPEC section 20): monthly quotas and the
+    names of the plan's default rate policies."""
+
+    plan: str
+    monthly: int | None
+    per_service: tuple[tuple[int, int], ...] = ()  # (service id, monthly quota)
+    policies: frozenset[str] = frozenset()
+
+    def service_quota(self, service_id: int) -> int | None:
+        return next((quota for sid, quota in self.per_service if sid == service_id), None)
+
+
+@dataclass(frozen=True, slots=True)
 class TenantEntry:
     slug: str
     plan: str
@@ -178,6 +193,7 @@ class TenantEntry:
     grace_ends_at: float
     ip_allow: tuple = ()
     ip_deny: tuple = ()
+    quota: QuotaTerms | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +220,8 @@ class RatePolicyEntry:
     burst: int
     algorithm: str
     fail_mode: str
+    plans: frozenset[str] = frozenset()  # plans listing it as a default policy; empty: every plan
+    resets_at: int = 0  # quotas only: epoch seconds at which the period's count starts over
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,13 +431,26 @@ def _subscription_terms(subscription) -> tuple[str, float]:
     return subscription.status, subscription.grace_ends_at.timestamp()
 
 
+@_names_failures("plan", lambda p: p.name)
+def _quota_terms(plan) -> QuotaTerms:
+    return QuotaTerms(
+        plan=plan.name,
+        monthly=plan.monthly_request_quota,
+        per_service=tuple((q.service_id, q.monthly_request_quota) for q in plan.service_quotas.all()),
+        policies=frozenset(p.name for p in plan.rate_policies.all()),
+    )
+
+
 @_names_failures("tenant", lambda t: t.slug)
 def _tenant_entry(tenant) -> TenantEntry:
     subscription = getattr(tenant, "subscription", None)
+    quota = None
     if subscription is None:
         status, grace_ends_at = "active", float("inf")
     else:
         status, grace_ends_at = _subscription_terms(subscription)
+        if subscription.plan is not None:
+            quota = _quota_terms(subscription.plan)
     return TenantEntry(
         slug=tenant.slug,
         plan=tenant.plan,
@@ -430,6 +461,7 @@ def _tenant_entry(tenant) -> TenantEntry:
         grace_ends_at=grace_ends_at,
         ip_allow=_networks(tenant.ip_allow),
         ip_deny=_networks(tenant.ip_deny),
+        quota=quota,
     )
 
 
@@ -462,11 +494,19 @@ def _compile(version: int) -> Snapshot:
         services_by_prefix={s.prefix: s for s in services},
         version_prefixes=_version_prefixes(services),
         identity_providers={p.issuer: _identity_provider_entry(p) for p in providers},
-        tenants={t.slug: _tenant_entry(t) for t in Tenant.objects.select_related("subscription")},
+        tenants={t.slug: _tenant_entry(t) for t in _tenants_with_plans(Tenant)},
         api_keys={k.key_hash: _api_key_entry(k) for k in ApiKey.objects.select_related("tenant")},
-        rate_policies=tuple(_rate_policy_entry(p) for p in RatePolicy.objects.filter(enabled=True)),
+        rate_policies=tuple(
+            _rate_policy_entry(p) for p in RatePolicy.objects.filter(enabled=True).prefetch_related("plans")
+        ),
         built_at=time.time(),
         loaded=True,
+    )
+
+
+def _tenants_with_plans(tenant_model):
+    return tenant_model.objects.select_related("subscription__plan").prefetch_related(
+        "subscription__plan__service_quotas", "subscription__plan__rate_policies"
     )
 
 
@@ -497,6 +537,7 @@ def _rate_policy_entry(policy) -> RatePolicyEntry:
         burst=policy.burst,
         algorithm=policy.algorithm,
         fail_mode=policy.fail_mode,
+        plans=frozenset(plan.name for plan in policy.plans.all()),
     )
 
 

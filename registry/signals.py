@@ -1,10 +1,10 @@
 """Thin receivers: any change to a registry or tenancy model moves the config version."""
 
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from registry.config_version import bump_config_version
 
-__all__ = ["connect_config_signals"]
+__all__ = ["connect_config_signals", "connect_m2m_config_signals"]
 
 
 def _on_change(sender, instance, raw=False, **kwargs) -> None:
@@ -18,3 +18,15 @@ def connect_config_signals(*models) -> None:
         uid = f"config-version-{model._meta.label_lower}"
         post_save.connect(_on_change, sender=model, dispatch_uid=f"{uid}-save")
         post_delete.connect(_on_change, sender=model, dispatch_uid=f"{uid}-delete")
+
+
+def _on_m2m_change(sender, instance, action: str, **kwargs) -> None:
+    if action.startswith("post_"):
+        bump_config_version()
+
+
+def connect_m2m_config_signals(*throughs) -> None:
+    """Many-to-many edits (a plan's default rate policies) move the version too."""
+    for through in throughs:
+        uid = f"config-version-{through._meta.label_lower}-m2m"
+        m2m_changed.connect(_on_m2m_change, sender=through, dispatch_uid=uid)

@@ -30,7 +30,16 @@ from registry.models import ApiKey
 from tenancy.audit.trail import export_response
 from tenancy.choices import SubscriptionStatus
 from tenancy.constants import ASYMMETRIC_ALGORITHMS
-from tenancy.models import AuditEvent, DemoSession, IdentityProvider, Subscription, Tenant, User
+from tenancy.models import (
+    AuditEvent,
+    DemoSession,
+    IdentityProvider,
+    Plan,
+    ServiceQuota,
+    Subscription,
+    Tenant,
+    User,
+)
 
 __all__ = ["identity_provider_errors", "tenant_activity"]
 
@@ -234,9 +243,9 @@ def _toggle_summary(tenants: list[Tenant]) -> str:
 
 @admin.register(Subscription)
 class SubscriptionAdmin(AdminLayoutMixin, admin.ModelAdmin):
-    list_display = ("tenant", "status", "current_period_end", "grace_days", "grace_ends_at")
-    list_filter = ("status",)
-    list_select_related = ("tenant",)
+    list_display = ("tenant", "plan", "status", "current_period_end", "grace_days", "grace_ends_at")
+    list_filter = ("status", "plan")
+    list_select_related = ("tenant", "plan")
     search_fields = ("tenant__name", "tenant__slug")
     autocomplete_fields = ("tenant",)
     date_hierarchy = "current_period_end"
@@ -245,6 +254,23 @@ class SubscriptionAdmin(AdminLayoutMixin, admin.ModelAdmin):
     @admin.display(description="Grace ends", ordering="current_period_end")
     def grace_ends_at(self, subscription: Subscription):
         return subscription.grace_ends_at
+
+
+class ServiceQuotaInline(admin.TabularInline):
+    model = ServiceQuota
+    fields = ("service", "monthly_request_quota")
+    extra = 0
+
+
+@admin.register(Plan)
+class PlanAdmin(AdminLayoutMixin, admin.ModelAdmin):
+    """Plans and their quotas (SPEC section 20); a subscription names its plan."""
+
+    list_display = ("name", "monthly_request_quota", "description")
+    search_fields = ("name", "description")
+    filter_horizontal = ("rate_policies",)
+    readonly_fields = ("created_at", "updated_at")
+    inlines = (ServiceQuotaInline,)
 
 
 # --- Users and demo sessions ------------------------------------------------------------

@@ -16,9 +16,23 @@ from registry.validators import (
     validate_string_list,
 )
 from tenancy.choices import Plan, Role, SubscriptionStatus
-from tenancy.constants import DEFAULT_GRACE_DAYS, GRACE_DAYS_RANGE, PERIOD_END_MAX_DAYS_AHEAD
+from tenancy.constants import (
+    DEFAULT_GRACE_DAYS,
+    GRACE_DAYS_RANGE,
+    MONTHLY_QUOTA_RANGE,
+    PERIOD_END_MAX_DAYS_AHEAD,
+)
 
-__all__ = ["AuditEvent", "DemoSession", "IdentityProvider", "Subscription", "Tenant", "User"]
+__all__ = [
+    "AuditEvent",
+    "DemoSession",
+    "IdentityProvider",
+    "Plan",
+    "ServiceQuota",
+    "Subscription",
+    "Tenant",
+    "User",
+]
 
 
 class Tenant(models.Model):
@@ -62,6 +76,56 @@ class Tenant(models.Model):
         json_nulls_to_defaults(self)
 
 
+class Plan(models.Model):
+    """What a subscription buys: a monthly request quota, per-service quotas and default rate
+    policies (SPEC section 20). Quotas count per calendar month (UTC), cluster-exactly."""
+
+    name = models.CharField(
+        max_length=32,
+        unique=True,
+        validators=[validate_lowercase_slug],
+        help_text="Lowercase, e.g. starter; shown to tenants and in RateLimit headers.",
+    )
+    description = models.CharField(max_length=200, blank=True)
+    monthly_request_quota = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        validators=in_range(MONTHLY_QUOTA_RANGE),
+        help_text="Requests per calendar month over every service; empty: unlimited.",
+    )
+    rate_policies = models.ManyToManyField(
+        "registry.RatePolicy",
+        blank=True,
+        related_name="plans",
+        help_text="Default rate policies: a policy listed by a plan applies to that plan's tenants only.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ServiceQuota(models.Model):
+    """A plan's monthly request quota on one service, on top of the plan's overall quota."""
+
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="service_quotas")
+    service = models.ForeignKey("registry.Service", on_delete=models.CASCADE, related_name="quotas")
+    monthly_request_quota = models.PositiveBigIntegerField(validators=in_range(MONTHLY_QUOTA_RANGE))
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["plan__name", "service__slug"]
+        constraints = [models.UniqueConstraint(fields=["plan", "service"], name="service_quota_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.plan}: {self.monthly_request_quota}/month on {self.service}"
+
+
 class Subscription(models.Model):
     """A tenant's billing state; the data plane refuses traffic once it lapses past its grace."""
 
@@ -74,6 +138,14 @@ class Subscription(models.Model):
         default=DEFAULT_GRACE_DAYS,
         validators=in_range(GRACE_DAYS_RANGE),
         help_text="Days a lapsed tenant keeps access after the period ends.",
+    )
+    plan = models.ForeignKey(
+        Plan,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="subscriptions",
+        help_text="Its quotas and default rate policies; empty: no quota.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -181,3 +181,22 @@ def test_a_failure_midway_leaves_nothing_half_loaded(monkeypatch):
         load_demo()
     assert not Tenant.objects.exists()
     assert not User.objects.exists()
+
+
+def test_demo_plans_and_each_tenant_on_one():
+    from tenancy.models import Plan
+
+    load_demo()
+    plans = {plan.name: plan for plan in Plan.objects.prefetch_related("service_quotas__service")}
+    assert sorted(plans) == ["pro", "starter"]
+    assert plans["starter"].monthly_request_quota == 100_000
+    assert [(q.service.slug, q.monthly_request_quota) for q in plans["starter"].service_quotas.all()] == [
+        ("forecasting", 10_000)
+    ]
+    subscribed = dict(Subscription.objects.values_list("tenant__slug", "plan__name"))
+    assert subscribed == {
+        "bakery-madrid": "pro",
+        "bakery-sevilla": "starter",
+        "bakery-demo": "starter",
+        "bakery-lapsed": "starter",
+    }

@@ -49,6 +49,9 @@ MANAGEMENT_OPERATIONS = {
     "/api/manage/plugins/": {"get", "post"},
     "/api/manage/plugins/{id}/": {"get", "put", "patch", "delete"},
     "/api/manage/plugins/available/": {"get"},
+    "/api/manage/usage/": {"get"},
+    "/api/manage/plans/": {"get"},
+    "/api/manage/plans/{id}/": {"get"},
 }
 
 

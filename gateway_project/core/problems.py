@@ -134,6 +134,13 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
             "`RateLimit` headers and `violated_policies` say which limits were hit.",
         ),
         ProblemType(
+            "QUOTA_EXCEEDED",
+            429,
+            "Quota exceeded",
+            "The tenant used its plan's request quota for this period. `Retry-After` says "
+            "when the period resets; the `RateLimit` headers name the quota.",
+        ),
+        ProblemType(
             "TOO_MANY_CONNECTIONS",
             429,
             "Too many connections",

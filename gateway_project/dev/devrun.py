@@ -277,6 +277,7 @@ def banner(config: RunConfig, children: list[Child]) -> str:
             f"  Management API   {url}/api/manage/",
             f"  API docs         {url}/api/docs/",
             f"  Dashboard        {url}/dashboard/",
+            f"  Tenant portal    {url}/portal/",
             f"  Health           {url}/health",
             f"  Demo services    {url}/api/v1/{{{','.join(SERVICE_OFFSETS)}}}/echo",
             f"  Demo upstream    http://{config.upstream_host}:{base + first}-{base + last}"

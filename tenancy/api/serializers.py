@@ -8,10 +8,11 @@ from rest_framework import serializers
 
 from gateway_project.web.serializers import FullCleanModelSerializer, SlugKeyField
 from tenancy.admin import identity_provider_errors, read_only_reason_error
-from tenancy.models import IdentityProvider, Subscription, Tenant
+from tenancy.models import IdentityProvider, Plan, ServiceQuota, Subscription, Tenant
 
 __all__ = [
     "IdentityProviderSerializer",
+    "PlanSerializer",
     "ReadOnlyToggleSerializer",
     "SubscriptionSerializer",
     "SubscriptionSummarySerializer",
@@ -72,12 +73,16 @@ class ReadOnlyToggleSerializer(serializers.Serializer):
 
 class SubscriptionSerializer(FullCleanModelSerializer):
     tenant = SlugKeyField(slug_field="slug", queryset=Tenant.objects.all())
+    plan = SlugKeyField(
+        slug_field="name", queryset=Plan.objects.all(), required=False, allow_null=True,
+        help_text="The plan's name (its quotas and default rate policies); null: no quota.",
+    )  # fmt: skip
     grace_ends_at = serializers.DateTimeField(read_only=True)
 
     class Meta:
         model = Subscription
         fields = (
-            "id", "tenant", "status", "current_period_end", "grace_days", "grace_ends_at",
+            "id", "tenant", "plan", "status", "current_period_end", "grace_days", "grace_ends_at",
             "created_at", "updated_at",
         )  # fmt: skip
         read_only_fields = ("created_at", "updated_at")
@@ -116,3 +121,29 @@ class IdentityProviderSerializer(FullCleanModelSerializer):
         if errors:
             raise serializers.ValidationError({field: [error] for field, error in errors.items()})
         return attrs
+
+
+class ServiceQuotaSerializer(serializers.ModelSerializer):
+    service = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = ServiceQuota
+        fields = ("service", "monthly_request_quota")
+        read_only_fields = fields
+
+
+class PlanSerializer(serializers.ModelSerializer):
+    """A plan as subscriptions name it; plans are edited in the admin (SPEC section 20)."""
+
+    service_quotas = ServiceQuotaSerializer(many=True, read_only=True)
+    rate_policies = serializers.SlugRelatedField(
+        slug_field="name", many=True, read_only=True, help_text="Default rate policies (names)."
+    )
+
+    class Meta:
+        model = Plan
+        fields = (
+            "id", "name", "description", "monthly_request_quota", "service_quotas", "rate_policies",
+            "created_at", "updated_at",
+        )  # fmt: skip
+        read_only_fields = fields

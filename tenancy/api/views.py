@@ -16,6 +16,7 @@ from gateway_project.web.filters import QueryFilter, QueryParamFilterBackend
 from gateway_project.web.viewsets import ManagementViewSet, NotFoundProblemMixin, record_change
 from tenancy.api.serializers import (
     IdentityProviderSerializer,
+    PlanSerializer,
     ReadOnlyToggleSerializer,
     SubscriptionSerializer,
     TenantSerializer,
@@ -29,8 +30,15 @@ from tenancy.audit.trail import (
 )
 from tenancy.choices import Plan, SubscriptionStatus
 from tenancy.models import AuditEvent, IdentityProvider, Subscription, Tenant
+from tenancy.models import Plan as PlanModel
 
-__all__ = ["AuditEventViewSet", "IdentityProviderViewSet", "SubscriptionViewSet", "TenantViewSet"]
+__all__ = [
+    "AuditEventViewSet",
+    "IdentityProviderViewSet",
+    "PlanViewSet",
+    "SubscriptionViewSet",
+    "TenantViewSet",
+]
 
 
 # --- Audit trail bodies (the export's own shape: see tenancy.audit.trail.event_record) ----------
@@ -111,7 +119,7 @@ class TenantViewSet(ManagementViewSet):
 
 @extend_schema(tags=["subscriptions"])
 class SubscriptionViewSet(ManagementViewSet):
-    queryset = Subscription.objects.select_related("tenant")
+    queryset = Subscription.objects.select_related("tenant", "plan")
     serializer_class = SubscriptionSerializer
     query_filters = {
         "tenant": QueryFilter("tenant__slug", description="Only the tenant with this slug."),
@@ -119,6 +127,18 @@ class SubscriptionViewSet(ManagementViewSet):
     }
     search_fields = ("tenant__name", "tenant__slug")
     ordering_fields = ("current_period_end", "created_at")
+
+
+@extend_schema(tags=["plans"])
+class PlanViewSet(NotFoundProblemMixin, viewsets.ReadOnlyModelViewSet):
+    """Plans with their quotas, read-only here (staff edit them in the admin)."""
+
+    queryset = PlanModel.objects.prefetch_related("service_quotas__service", "rate_policies")
+    serializer_class = PlanSerializer
+    filter_backends = (QueryParamFilterBackend, filters.SearchFilter, filters.OrderingFilter)
+    query_filters = {"name": QueryFilter("name", description="The plan with this name.")}
+    search_fields = ("name", "description")
+    ordering_fields = ("name", "monthly_request_quota")
 
 
 @extend_schema(tags=["identity-providers"])
