@@ -41,6 +41,7 @@ __all__ = [
     "Snapshot",
     "TargetEntry",
     "TenantEntry",
+    "assemble_snapshot",
     "compile_snapshot",
     "http_date",
 ]
@@ -449,16 +450,31 @@ def _compile(version: int) -> Snapshot:
     from registry.models import ApiKey, RatePolicy, Service
     from tenancy.models import IdentityProvider, Tenant
 
-    services = [_service_entry(s) for s in Service.objects.prefetch_related("targets", "versions")]
-    providers = IdentityProvider.objects.filter(enabled=True).select_related("default_tenant")
+    return assemble_snapshot(
+        version,
+        services=Service.objects.prefetch_related("targets", "versions"),
+        tenants=Tenant.objects.select_related("subscription"),
+        api_keys=ApiKey.objects.select_related("tenant"),
+        rate_policies=RatePolicy.objects.filter(enabled=True),
+        identity_providers=IdentityProvider.objects.filter(enabled=True).select_related("default_tenant"),
+    )
+
+
+def assemble_snapshot(
+    version: int, *, services, tenants, api_keys, rate_policies, identity_providers
+) -> Snapshot:
+    """Freeze registry objects through the naming steps: rows read from the database, or
+    the unsaved objects a data plane builds from its config file (`declarative.standalone`),
+    so both compile to the same snapshot. Rate policies and providers: the enabled ones."""
+    services = [_service_entry(s) for s in services]
     return Snapshot(
         version=version,
         services_by_prefix={s.prefix: s for s in services},
         version_prefixes=_version_prefixes(services),
-        identity_providers={p.issuer: _identity_provider_entry(p) for p in providers},
-        tenants={t.slug: _tenant_entry(t) for t in Tenant.objects.select_related("subscription")},
-        api_keys={k.key_hash: _api_key_entry(k) for k in ApiKey.objects.select_related("tenant")},
-        rate_policies=tuple(_rate_policy_entry(p) for p in RatePolicy.objects.filter(enabled=True)),
+        identity_providers={p.issuer: _identity_provider_entry(p) for p in identity_providers},
+        tenants={t.slug: _tenant_entry(t) for t in tenants},
+        api_keys={k.key_hash: _api_key_entry(k) for k in api_keys},
+        rate_policies=tuple(_rate_policy_entry(p) for p in rate_policies),
         built_at=time.time(),
         loaded=True,
     )
