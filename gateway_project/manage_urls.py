@@ -23,6 +23,7 @@ _ROOT_ENTRIES = {
     "audit-events": "tenancy-api:auditevent-list",
     "notification-rules": "alerts-api:notificationrule-list",
     "alerts": "alerts-api:alert-list",
+    "data-planes": "cluster-api:data-plane-list",
 }
 
 
@@ -42,4 +43,5 @@ urlpatterns = [
     path("", include("tenancy.api.urls")),
     path("", include("alerts.api.urls")),
     path("config/", include("declarative.api.urls")),
+    path("", include("declarative.cluster.urls")),
 ]

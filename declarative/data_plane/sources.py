@@ -86,6 +86,7 @@ class ControlPlaneSource:
         self.name = name
         self.state_file = state_file
         self.announced = -1  # the newest version the control plane announced
+        self.known = -1  # the newest version fetched (served, or refused as invalid)
         self.serving = -1  # the version this data plane serves
         self._client = httpx.AsyncClient(
             headers={"Authorization": f"Bearer {token}"},
@@ -106,18 +107,18 @@ class ControlPlaneSource:
                 delay = min(delay * 2, constants.RECONNECT_MAX_SECONDS)
                 continue
             delay = constants.RECONNECT_MIN_SECONDS
-            if version != self.serving:
+            if version != self.known:  # newer, or the control plane's database moved back
                 self.announced = version
                 wake()
 
     async def _wait_for_version(self) -> int:
-        params = {"after": self.serving, "name": self.name}
+        params = {"after": self.known, "serving": self.serving, "name": self.name}
         response = await self._client.get(self.base_url + constants.CLUSTER_VERSION_PATH, params=params)
         _raise_for_status(response)
         return int(response.json()["version"])
 
     async def fetch(self, force: bool = False) -> LoadedConfig | None:
-        if not force and self.announced == self.serving:
+        if not force and self.announced == self.known:
             return None
         try:
             response = await self._client.get(
@@ -125,11 +126,13 @@ class ControlPlaneSource:
             )
             _raise_for_status(response)
             body = response.json()
-            return LoadedConfig(
+            loaded = LoadedConfig(
                 version=int(body["version"]), document=body["document"], jwks=body.get("jwks")
             )
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             raise SourceUnavailable(f"control plane {self.base_url}: {exc}") from exc
+        self.known = loaded.version
+        return loaded
 
     def persisted(self) -> LoadedConfig | None:
         return load_persisted(self.state_file)
