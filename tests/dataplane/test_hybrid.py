@@ -9,8 +9,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from declarative.models import DataPlane
 from registry.config_version import current_config_version
 from registry.models import Target
+from tests.control_plane import admin_url
 from tests.dataplane.process import DataPlaneProcess, wait_until
 from tests.live import GatewayServer
 
@@ -89,6 +91,8 @@ def test_a_data_plane_follows_its_control_plane_and_outlives_it(
         # and the control plane lists it, alive and current
         listed = staff_client.get("/api/manage/data-planes/").json()["results"]
         assert [(p["name"], p["alive"], p["current"]) for p in listed] == [("edge-1", True, True)]
+        assert 'data-data-plane="edge-1"' in staff_client.get("/dashboard/").content.decode()
+        assert "edge-1" in staff_client.get(admin_url(DataPlane, "changelist")).content.decode()
 
         # When staff move sales to the second upstream through the management API
         target = Target.objects.filter(service__slug="sales").first()
