@@ -101,8 +101,10 @@ async def _next_version(after: int) -> int:
 
 
 def _version_seen_by_runtime() -> int | None:
+    """None without a running data-plane runtime, or once it drains (the server is stopping:
+    answering now lets it stop without waiting out every long poll)."""
     runtime = active_runtime()
-    if runtime is None or not runtime.ready:
+    if runtime is None or not runtime.ready or runtime.draining:
         return None
     return max(runtime.watcher.status.newest_version, runtime.snapshot.version)
 
