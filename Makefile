@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run test bench bench-quick cluster soak lint format install clean image
+.PHONY: run test bench bench-quick cluster cluster-hybrid soak lint format install clean image
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ bench-quick: $(INSTALLED)
 ## Two gateway instances, a worker, beat and a round-robin front on :8080 (needs Redis + PostgreSQL).
 cluster: $(INSTALLED)
 	$(BIN)/python -m gateway_project.dev.cluster
+
+# One control plane (admin, API, logins) and two data planes without a database (SPEC 18).
+cluster-hybrid: $(INSTALLED)
+	CLUSTER_MODE=hybrid $(BIN)/python -m gateway_project.dev.cluster
 
 ## The full 5-minute soak (CI runs a 60-second form inside `make test`).
 soak: $(INSTALLED)

@@ -26,7 +26,7 @@ from declarative.schema import validate_shape
 from registry.models import ConfigState
 from tenancy.audit.trail import audit_context
 
-__all__ = ["Change", "ChangeReport", "apply_document"]
+__all__ = ["Change", "ChangeReport", "apply_document", "validation_problems"]
 
 CREATED, UPDATED, DELETED = "created", "updated", "deleted"
 SECRET_CHANGED = "(new value)"
@@ -202,7 +202,7 @@ class _Applier:
         try:
             instance.full_clean(exclude=skipped)
         except ValidationError as exc:
-            raise ConfigFileError(_problems(kind, exc, path)) from exc
+            raise ConfigFileError(validation_problems(kind, exc, path)) from exc
 
     # --- prunes ----------------------------------------------------------------------------
 
@@ -259,7 +259,7 @@ class _Applier:
         return "/".join(parts)
 
 
-def _problems(kind: Kind, exc: ValidationError, path: Path) -> list[FileProblem]:
+def validation_problems(kind: Kind, exc: ValidationError, path: Path) -> list[FileProblem]:
     """A model's ValidationError as file problems: a field's error at the field's path."""
     carried = {f.name for f in kind.fields}
     errors = exc.error_dict if hasattr(exc, "error_dict") else {NON_FIELD_ERRORS: exc.error_list}

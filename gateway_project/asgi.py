@@ -31,21 +31,37 @@ def alert_tasks(hub) -> list:
     return [("sse-keepalive", keepalive), ("alert-fanout", fanout)]
 
 
+def full_runtime():
+    """A gateway with its registry database: every door, the SSE streams and their hub."""
+    from alerts.hub import AlertHub
+    from alerts.log import event_order
+    from proxy.runtime import Runtime
+    from usage.background import usage_tasks
+
+    hub = AlertHub(event_order)
+    return Runtime(alert_hub=hub, background=[*alert_tasks(hub), *usage_tasks()])
+
+
+def data_plane_runtime():
+    """A data plane (SPEC section 18): its config from GATEWAY_CONFIG_SOURCE, no database, so
+    no alert stream (alerts are stored on the control plane)."""
+    from declarative.data_plane.watcher import data_plane_watcher
+    from proxy.runtime import Runtime
+
+    return Runtime(watcher_factory=data_plane_watcher)
+
+
 def build_application():
     """A complete gateway instance (its own data-plane runtime); tests build several.
 
     The wiring creates the alert hub and hands it to the runtime, so `proxy/` never imports
     `alerts/` (SPEC section 17).
     """
-    from alerts.hub import AlertHub
-    from alerts.log import event_order
+    from django.conf import settings
+
     from gateway_project.routing import http_router, websocket_router
-    from proxy.runtime import Runtime
 
-    hub = AlertHub(event_order)
-    from usage.background import usage_tasks
-
-    runtime = Runtime(alert_hub=hub, background=[*alert_tasks(hub), *usage_tasks()])
+    runtime = data_plane_runtime() if settings.DATA_PLANE_ONLY else full_runtime()
     application = ProtocolTypeRouter(
         {
             "http": http_router(django_application, runtime),

@@ -26,6 +26,7 @@ _ROOT_ENTRIES = {
     "alerts": "alerts-api:alert-list",
     "plugins": "plugins-api:plugin-list",
     "usage": "usage-api:usage",
+    "data-planes": "cluster-api:data-plane-list",
 }
 
 
@@ -47,4 +48,5 @@ urlpatterns = [
     path("", include("plugins.api.urls")),
     path("", include("usage.api.urls")),
     path("config/", include("declarative.api.urls")),
+    path("", include("declarative.cluster.urls")),
 ]

@@ -30,7 +30,7 @@ def http_router(django_application, runtime):
     async def route(scope, receive, send):
         nonlocal sse
         path = scope["path"]
-        if path == SSE_PATH:
+        if path == SSE_PATH and runtime.alert_hub is not None:  # none on a data plane
             if sse is None:
                 from alerts.stream import AlertStreamApp
 

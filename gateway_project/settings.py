@@ -15,6 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from gateway_project.core import redis_topology
 from gateway_project.core.env import env_bool, env_float, env_int, env_list, env_seconds, env_str
+from gateway_project.core.gateway_role import GatewayRole, config_source_kind
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("GATEWAY_VAR_DIR", str(BASE_DIR / "var")))
@@ -32,6 +33,34 @@ if not DEBUG and (not SECRET_KEY or SECRET_KEY == _DEV_SECRET_KEY):
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+
+# --- Role (SPEC section 18: configuration as code, data planes without a database) -------
+
+GATEWAY_ROLE = env_str("GATEWAY_ROLE", GatewayRole.TRADITIONAL)
+if GATEWAY_ROLE not in {role.value for role in GatewayRole}:
+    raise ImproperlyConfigured(f"GATEWAY_ROLE={GATEWAY_ROLE!r}: expected one of {', '.join(GatewayRole)}")
+DATA_PLANE_ONLY = GATEWAY_ROLE == GatewayRole.DATA_PLANE
+# file:///path/gateway.yaml or http(s)://control-plane (data planes only).
+GATEWAY_CONFIG_SOURCE = env_str("GATEWAY_CONFIG_SOURCE", "")
+# Shared by a control plane and its data planes (Authorization: Bearer on /api/manage/cluster/).
+GATEWAY_CLUSTER_TOKEN = env_str("GATEWAY_CLUSTER_TOKEN", "")
+# A data plane's name in the control plane's list (default: host:pid).
+GATEWAY_DATA_PLANE_NAME = env_str("GATEWAY_DATA_PLANE_NAME", "")
+# Where a data plane keeps its control plane's last config (a restart works while it is down).
+DATA_PLANE_STATE_FILE = env_str("DATA_PLANE_STATE_FILE", str(VAR_DIR / "data-plane-config.json"))
+if DATA_PLANE_ONLY:
+    try:
+        _SOURCE_KIND = config_source_kind(GATEWAY_CONFIG_SOURCE)
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from exc
+    if env_str("DATABASE_URL"):
+        raise ImproperlyConfigured(
+            "A data plane has no database: unset DATABASE_URL (GATEWAY_ROLE=data_plane)."
+        )
+    if _SOURCE_KIND == "remote" and not GATEWAY_CLUSTER_TOKEN:
+        raise ImproperlyConfigured("A data plane following a control plane needs GATEWAY_CLUSTER_TOKEN.")
+if GATEWAY_ROLE == GatewayRole.CONTROL_PLANE and not GATEWAY_CLUSTER_TOKEN:
+    raise ImproperlyConfigured("A control plane needs GATEWAY_CLUSTER_TOKEN to serve its data planes.")
 
 INSTALLED_APPS = [
     "daphne",
@@ -79,6 +108,18 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "gateway_project.urls"
+if DATA_PLANE_ONLY:
+    # Health, metrics and the problem pages: no admin, sessions or logins without a database.
+    ROOT_URLCONF = "gateway_project.data_plane_urls"
+    _NEEDS_DATABASE = {
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django_otp.middleware.OTPMiddleware",
+        "tenancy.audit.middleware.AuditContextMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+    }
+    MIDDLEWARE = [m for m in MIDDLEWARE if m not in _NEEDS_DATABASE]
 ASGI_APPLICATION = "gateway_project.asgi.application"
 WSGI_APPLICATION = None
 AUTH_USER_MODEL = "tenancy.User"
@@ -103,6 +144,9 @@ TEMPLATES = [
 
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'gateway.sqlite3'}")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+if DATA_PLANE_ONLY:  # any query fails loudly (gateway_project.core.no_database)
+    DATABASE_URL = ""
+    DATABASES = {"default": {"ENGINE": "gateway_project.core.no_database"}}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several processes (gateway, Celery worker, beat) share the file in `make run`.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}

@@ -74,6 +74,13 @@ class TokenVerifier:
         self._cache: dict[str, Identity] = {}
         self._metrics = metrics
 
+    def use_key_ring(self, key_ring) -> None:
+        """New verifying keys (a data plane following its control plane's rotation); tokens
+        verified with a key that left the ring are verified again."""
+        if set(key_ring.verifying_keys) != set(self._ring.verifying_keys):
+            self._cache = {}
+        self._ring = key_ring
+
     def verify(self, token: str) -> Identity | None:
         identity = self._cache.get(token)
         now = time.time()

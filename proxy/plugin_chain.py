@@ -69,11 +69,9 @@ class ServicePlugins:
         return self.base
 
 
-def attach_plugins(services: list, document_for) -> list:
-    """The services with their chains; runs inside the snapshot compile (ORM allowed here)."""
-    from plugins.models import PluginConfig
-
-    configs = list(PluginConfig.objects.filter(enabled=True).select_related("service", "tenant"))
+def attach_plugins(services: list, configs: list, document_for) -> list:
+    """The services with their chains, from the enabled PluginConfigs (rows or a data
+    plane's unsaved objects); runs inside the snapshot compile."""
     if not configs:
         return services
     return [_with_plugins(service, configs, document_for) for service in services]

@@ -70,7 +70,11 @@ def active_runtime() -> Runtime | None:
 
 
 class Runtime:
-    def __init__(self, alert_hub=None, background: Iterable[BackgroundTask] = ()) -> None:
+    def __init__(
+        self, alert_hub=None, background: Iterable[BackgroundTask] = (), watcher_factory=ControlPlaneWatcher
+    ) -> None:
+        """`watcher_factory(runtime)` keeps the snapshot current: the database's watcher, or
+        a data plane's (its config file or control plane), chosen by the wiring."""
         from tenancy.keys import key_ring
         from tenancy.revocation import revoked_tokens
 
@@ -106,7 +110,7 @@ class Runtime:
         self.redis_pipe = None
         self._pubsub_redis = None
         self.limiter = None
-        self.watcher = ControlPlaneWatcher(self)
+        self.watcher = watcher_factory(self)
         self.live = LiveConnections(self)
         self.alert_hub = alert_hub  # the SSE streams' hub (alerts.hub.AlertHub), or None
         self._background_factories = list(background)

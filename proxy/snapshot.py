@@ -43,6 +43,7 @@ __all__ = [
     "Snapshot",
     "TargetEntry",
     "TenantEntry",
+    "assemble_snapshot",
     "compile_snapshot",
     "http_date",
 ]
@@ -482,23 +483,38 @@ def compile_snapshot() -> Snapshot:
 
 def _compile(version: int) -> Snapshot:
     """Every object through its naming step, inside compile_snapshot's transaction."""
-    from proxy.plugin_chain import attach_plugins
+    from plugins.models import PluginConfig
     from registry.models import ApiKey, RatePolicy, Service
     from tenancy.models import IdentityProvider, Tenant
 
-    services = [_service_entry(s) for s in Service.objects.prefetch_related("targets", "versions")]
-    services = attach_plugins(services, _openapi_document)
-    providers = IdentityProvider.objects.filter(enabled=True).select_related("default_tenant")
+    return assemble_snapshot(
+        version,
+        services=Service.objects.prefetch_related("targets", "versions"),
+        tenants=_tenants_with_plans(Tenant),
+        api_keys=ApiKey.objects.select_related("tenant"),
+        rate_policies=RatePolicy.objects.filter(enabled=True).prefetch_related("plans"),
+        identity_providers=IdentityProvider.objects.filter(enabled=True).select_related("default_tenant"),
+        plugin_configs=PluginConfig.objects.filter(enabled=True).select_related("service", "tenant"),
+    )
+
+
+def assemble_snapshot(
+    version: int, *, services, tenants, api_keys, rate_policies, identity_providers, plugin_configs=()
+) -> Snapshot:
+    """Freeze registry objects through the naming steps: rows read from the database, or
+    the unsaved objects a data plane builds from its config file (`declarative.standalone`),
+    so both compile to the same snapshot. Rate policies, providers and plugins: the enabled ones."""
+    from proxy.plugin_chain import attach_plugins
+
+    services = attach_plugins([_service_entry(s) for s in services], list(plugin_configs), _openapi_document)
     return Snapshot(
         version=version,
         services_by_prefix={s.prefix: s for s in services},
         version_prefixes=_version_prefixes(services),
-        identity_providers={p.issuer: _identity_provider_entry(p) for p in providers},
-        tenants={t.slug: _tenant_entry(t) for t in _tenants_with_plans(Tenant)},
-        api_keys={k.key_hash: _api_key_entry(k) for k in ApiKey.objects.select_related("tenant")},
-        rate_policies=tuple(
-            _rate_policy_entry(p) for p in RatePolicy.objects.filter(enabled=True).prefetch_related("plans")
-        ),
+        identity_providers={p.issuer: _identity_provider_entry(p) for p in identity_providers},
+        tenants={t.slug: _tenant_entry(t) for t in tenants},
+        api_keys={k.key_hash: _api_key_entry(k) for k in api_keys},
+        rate_policies=tuple(_rate_policy_entry(p) for p in rate_policies),
         built_at=time.time(),
         loaded=True,
     )

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from jwt.algorithms import RSAAlgorithm
 
-__all__ = ["KeyRing", "key_ring"]
+__all__ = ["KeyRing", "key_ring", "ring_from_jwks", "verify_only_ring"]
 
 _RSA_BITS = 2048
 _MIN_HS256_KEY_BYTES = 32
@@ -118,9 +118,26 @@ def _hs256_ring() -> KeyRing:
     return KeyRing("HS256", kid, secret, {kid: secret})
 
 
+def verify_only_ring(public_keys: list | None = None) -> KeyRing:
+    """A data plane's ring (SPEC section 18): public keys only, it signs nothing. RS256 keys
+    come from the control plane's JWKS or `JWT_PUBLIC_KEYS_FILE`; HS256 shares its secret."""
+    if settings.JWT_ALGORITHM == "HS256":
+        return _hs256_ring()
+    keys = _extra_public_keys() if public_keys is None else public_keys
+    return KeyRing("RS256", "", None, {_thumbprint_kid(key): key for key in keys})
+
+
+def ring_from_jwks(jwks: dict) -> KeyRing:
+    """The verify-only ring a control plane's public JWK set describes."""
+    keys = [RSAAlgorithm.from_jwk(json.dumps(jwk)) for jwk in jwks.get("keys", []) if jwk.get("kty") == "RSA"]
+    return verify_only_ring(keys)
+
+
 @lru_cache(maxsize=1)
 def key_ring() -> KeyRing:
-    """The process's keys, loaded (or generated) once."""
+    """The process's keys, loaded (or generated) once; a data plane holds public keys only."""
+    if settings.DATA_PLANE_ONLY:
+        return verify_only_ring()
     if settings.JWT_ALGORITHM == "RS256":
         return _rs256_ring()
     if settings.JWT_ALGORITHM == "HS256":

@@ -25,6 +25,8 @@ MANAGEMENT_OPERATIONS = {
     "/api/manage/circuit-breakers/": {"get"},
     "/api/manage/circuit-breakers/{id}/": {"get"},
     "/api/manage/circuit-breakers/{id}/reset/": {"post"},
+    "/api/manage/data-planes/": {"get"},
+    "/api/manage/data-planes/{id}/": {"get"},
     "/api/manage/health/": {"get"},
     "/api/manage/health/check/": {"post"},
     "/api/manage/config/": {"get"},

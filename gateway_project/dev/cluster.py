@@ -33,7 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from fixtures.demo_data import DEMO_PASSWORD
 from fixtures.demo_ports import demo_host, demo_port_map
-from gateway_project.dev import devrun
+from gateway_project.dev import cluster_hybrid, devrun
 
 __all__ = ["CannotStart", "ClusterConfig", "Front", "RoundRobinFront", "main", "nginx_config"]
 
@@ -80,12 +80,16 @@ class ClusterConfig:
     front: str
     upstream_host: str
     upstream_ports: dict[str, int]
+    mode: str = cluster_hybrid.TRADITIONAL  # or hybrid: a control plane and data planes
 
     @classmethod
     def from_env(cls) -> ClusterConfig:
         front = (os.environ.get("CLUSTER_FRONT") or "auto").lower()
         if front not in FRONT_KINDS:
             raise ValueError(f"CLUSTER_FRONT={front!r}: expected one of {', '.join(FRONT_KINDS)}")
+        mode = (os.environ.get("CLUSTER_MODE") or cluster_hybrid.TRADITIONAL).lower()
+        if mode not in cluster_hybrid.MODES:
+            raise ValueError(f"CLUSTER_MODE={mode!r}: expected one of {', '.join(cluster_hybrid.MODES)}")
         var_dir = os.environ.get("GATEWAY_VAR_DIR") or BASE_DIR / "var" / "cluster"
         return cls(
             database_url=os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
@@ -97,11 +101,22 @@ class ClusterConfig:
             front=front,
             upstream_host=demo_host(),
             upstream_ports=demo_port_map(),
+            mode=mode,
         )
 
     @property
     def instance_ports(self) -> list[int]:
         return [self.base_port + index for index in range(self.instances)]
+
+    @property
+    def hybrid(self) -> bool:
+        return self.mode == cluster_hybrid.HYBRID
+
+    @property
+    def gateway_ports(self) -> list[int]:
+        """Every gateway process's port: the instances, and the control plane in hybrid mode."""
+        extra = [cluster_hybrid.control_plane_port(self)] if self.hybrid else []
+        return [*self.instance_ports, *extra]
 
     @property
     def front_url(self) -> str:
@@ -179,9 +194,10 @@ def check_redis(url: str) -> None:
         raise CannotStart(f"Redis at {redact(url)} is unreachable: {exc} (set REDIS_URL)") from exc
 
 
-def shared_secret_key(var_dir: Path) -> str:
-    """One SECRET_KEY for every child, made once under the (git-ignored) var dir, 0600."""
-    path = var_dir / SECRET_KEY_FILE
+def shared_secret_key(var_dir: Path, file_name: str = SECRET_KEY_FILE) -> str:
+    """One SECRET_KEY (or cluster token) for every child, made once under the (git-ignored)
+    var dir, 0600."""
+    path = var_dir / file_name
     with contextlib.suppress(FileExistsError):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
@@ -284,6 +300,10 @@ def service_commands(config: ClusterConfig, front: list[str]) -> list[tuple[str,
         listen = ["--host", HOST, "--port", str(port)]
         serve = [python, "-m", "gateway_project.serve", *devrun.SERVE_ARGS, *listen]
         commands.append((f"gateway-{index}", serve))
+    if config.hybrid:
+        listen = ["--host", HOST, "--port", str(cluster_hybrid.control_plane_port(config))]
+        serve = [python, "-m", "gateway_project.serve", *devrun.SERVE_ARGS, *listen]
+        commands.append((cluster_hybrid.CONTROL_PLANE, serve))
     commands += [
         ("worker", [python, "-m", "celery", *WORKER_ARGS]),
         ("beat", [python, "-m", "celery", *BEAT_ARGS]),
@@ -295,7 +315,7 @@ def service_commands(config: ClusterConfig, front: list[str]) -> list[tuple[str,
 def busy_ports(config: ClusterConfig) -> list[str]:
     run_config = config.run_config()
     busy = devrun.busy_ports(run_config)  # the front and the demo upstream
-    for port in config.instance_ports:
+    for port in config.gateway_ports:
         busy += devrun.busy_ports(dataclasses.replace(run_config, port=port, upstream_ports={}))
     return busy
 
@@ -303,17 +323,18 @@ def busy_ports(config: ClusterConfig) -> list[str]:
 def readiness_urls(config: ClusterConfig) -> list[str]:
     run_config = config.run_config()
     upstreams = [f"{run_config.upstream_url(name)}/health" for name in config.upstream_ports]
-    instances = [f"{config.instance_url(port)}/health/ready" for port in config.instance_ports]
+    instances = [f"{config.instance_url(port)}/health/ready" for port in config.gateway_ports]
     return [*upstreams, *instances, f"{config.front_url}/health/ready"]
 
 
 def banner(config: ClusterConfig, front: Front, children: list[devrun.Child]) -> str:
     url = config.front_url
+    staff = cluster_hybrid.control_plane_url(config) if config.hybrid else url  # admin, logins
     instances = ", ".join(config.instance_url(port) for port in config.instance_ports)
     width = max(len(f"{user} / {password}") for user, password, _ in devrun.DEMO_LOGINS)
     logins = [f"  {f'{user} / {password}':<{width}}  {role}" for user, password, role in devrun.DEMO_LOGINS]
     login = (
-        f"curl -s -X POST {url}/api/v1/auth/login -H 'Content-Type: application/json' "
+        f"curl -s -X POST {staff}/api/v1/auth/login -H 'Content-Type: application/json' "
         f'-d \'{{"username": "owner@bakery-madrid.example", "password": "{DEMO_PASSWORD}"}}\''
     )
     extract = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access\"])'"
@@ -321,14 +342,20 @@ def banner(config: ClusterConfig, front: Front, children: list[devrun.Child]) ->
     return "\n".join(
         [
             "",
-            f"{READY_MARKER}: {config.instances} gateway instances behind {url}"
+            f"{READY_MARKER}: {config.instances} {'data planes' if config.hybrid else 'gateway instances'}"
+            f" behind {url}"
             f" ({front.description})"
             "  (Ctrl-C stops everything)",
             f"  Front            {url}",
             f"  Instances        {instances}",
-            f"  Admin            {url}/admin/",
-            f"  Management API   {url}/api/manage/",
-            f"  API docs         {url}/api/docs/",
+            *(
+                [f"  Control plane    {staff}  (data planes: {staff}/api/manage/data-planes/)"]
+                if config.hybrid
+                else []
+            ),
+            f"  Admin            {staff}/admin/",
+            f"  Management API   {staff}/api/manage/",
+            f"  API docs         {staff}/api/docs/",
             f'  Which instance   {url}/api/v1/status  ("instance": host:pid)',
             f"  PostgreSQL       {redact(config.database_url)}",
             f"  Redis            {redact(config.redis_url)}  (cache, limits, pub/sub, broker)",
@@ -353,6 +380,11 @@ def _say(message: str, error: bool = False) -> None:
 
 def prepare(config: ClusterConfig) -> tuple[dict[str, str], Front]:
     """Check the stores and ports, create the database; the environment and the front."""
+    if config.front_port in config.gateway_ports:
+        raise CannotStart(
+            f"CLUSTER_FRONT_PORT={config.front_port} is also a gateway's port "
+            f"({', '.join(map(str, config.gateway_ports))}): choose another."
+        )
     if busy := busy_ports(config):
         raise CannotStart(
             f"already in use: {', '.join(busy)}. Stop what holds them, or set "
@@ -363,6 +395,8 @@ def prepare(config: ClusterConfig) -> tuple[dict[str, str], Front]:
         _say(f"created database {redact(config.database_url)}")
     config.var_dir.mkdir(parents=True, exist_ok=True)
     env = cluster_environment(config, shared_secret_key(config.var_dir))
+    if config.hybrid:
+        env["GATEWAY_CLUSTER_TOKEN"] = shared_secret_key(config.var_dir, cluster_hybrid.CLUSTER_TOKEN_FILE)
     front = choose_front(config)
     if front.is_nginx and (problem := nginx_config_error(front.command)):
         raise CannotStart(f"nginx rejects the generated config: {problem}")
@@ -374,7 +408,8 @@ def run_services(config: ClusterConfig, env: dict[str, str], front: Front, stop:
     children: list[devrun.Child] = []
     try:
         for name, command in service_commands(config, front.command):
-            children.append(devrun.Child(name, command, env, config.var_dir))
+            child_env = cluster_hybrid.child_environment(config, env, name)
+            children.append(devrun.Child(name, command, child_env, config.var_dir))
         urls = readiness_urls(config)
         if reason := devrun.wait_until_ready(children, urls, stop, devrun.READY_TIMEOUT_SECONDS):
             if stop.is_set():

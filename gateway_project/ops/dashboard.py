@@ -49,6 +49,7 @@ def dashboard_report() -> dict:
         "summary": _summary(services, traffic),
         "services": services,
         "read_only_tenants": _read_only_tenants(),
+        "data_planes": _data_planes(health["config_version"]["database"]),
         "traffic": traffic,
     }
 
@@ -92,6 +93,23 @@ def _read_only_tenants() -> list[dict]:
     return [
         {"slug": t.slug, "name": t.name, "plan": t.plan, "reason": t.read_only_reason}
         for t in Tenant.objects.filter(read_only=True)
+    ]
+
+
+def _data_planes(registry_version: int | None) -> list[dict]:
+    """Data planes following this control plane (SPEC section 18), as they last reported."""
+    from declarative.models import DataPlane
+
+    return [
+        {
+            "name": plane.name,
+            "address": plane.address,
+            "config_version": plane.config_version,
+            "current": plane.config_version == registry_version,
+            "alive": plane.alive,
+            "last_seen_at": plane.last_seen_at.isoformat(),
+        }
+        for plane in DataPlane.objects.all()
     ]
 
 

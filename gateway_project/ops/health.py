@@ -43,6 +43,8 @@ _FAULTY_SERVICE = ("degraded", "unhealthy")
 
 
 def check_database() -> dict:
+    if settings.DATA_PLANE_ONLY:  # a data plane has no database by design (SPEC section 18)
+        return {"status": "not_configured"}
     started = time.perf_counter()
     try:
         with connection.cursor() as cursor:

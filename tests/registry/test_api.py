@@ -28,6 +28,7 @@ ROOT_ENTRIES = (
     "health", "config",
     "tenants", "subscriptions", "identity-providers", "audit-events", "notification-rules", "alerts",
     "usage", "plans",
+    "data-planes",
 )  # fmt: skip
 METADATA_URL = "http://169.254.169.254/latest/meta-data"
 
