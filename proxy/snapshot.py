@@ -520,6 +520,15 @@ def assemble_snapshot(
     )
 
 
+def _listing_plans(policy) -> frozenset[str]:
+    """The plans listing a policy as a default (prefetched by compile_snapshot). A data
+    plane's policies are unsaved objects from its file, which has no plans yet
+    (declarative/kinds.py), so they list none and cost no query."""
+    if policy._state.adding:
+        return frozenset()
+    return frozenset(plan.name for plan in policy.plans.all())
+
+
 def _tenants_with_plans(tenant_model):
     return tenant_model.objects.select_related("subscription__plan").prefetch_related(
         "subscription__plan__service_quotas", "subscription__plan__rate_policies"
@@ -553,7 +562,7 @@ def _rate_policy_entry(policy) -> RatePolicyEntry:
         burst=policy.burst,
         algorithm=policy.algorithm,
         fail_mode=policy.fail_mode,
-        plans=frozenset(plan.name for plan in policy.plans.all()),
+        plans=_listing_plans(policy),
     )
 
 

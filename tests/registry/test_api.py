@@ -27,7 +27,7 @@ ROOT_ENTRIES = (
     "services", "targets", "service-versions", "rate-policies", "api-keys", "circuit-breakers",
     "health", "config",
     "tenants", "subscriptions", "identity-providers", "audit-events", "notification-rules", "alerts",
-    "usage", "plans",
+    "plugins", "usage", "plans",
     "data-planes",
 )  # fmt: skip
 METADATA_URL = "http://169.254.169.254/latest/meta-data"
