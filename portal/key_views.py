@@ -7,11 +7,14 @@ URL is typed; the data plane drops a revoked key within a second (config version
 from __future__ import annotations
 
 from django.contrib import messages
+from django.contrib.admin.models import ADDITION, CHANGE
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
+from gateway_project.web.viewsets import record_change
 from portal.access import can_manage_keys, key_manager_only, portal_member
 from portal.forms import KeyForm
 from registry.models import ApiKey
@@ -43,8 +46,13 @@ def _create(request: HttpRequest) -> HttpResponse:
             expires_at=form.cleaned_data["expires_at"],
         )
         secret = key.assign_new_secret()
-        key.full_clean()
+        try:
+            key.full_clean()
+        except ValidationError as exc:
+            form.add_error(None, exc)
+            return _render_list(request, form, status=400)
         key.save()
+        record_change(request, key, ADDITION, "Created in the tenant portal.")
     return _render_detail(request, key, secret=secret, status=201)
 
 
@@ -78,10 +86,12 @@ def _change(request: HttpRequest, key: ApiKey) -> HttpResponse:
     if action == "revoke":
         key.revoke()
         key.save(update_fields=["revoked", "revoked_at", "updated_at"])
+        record_change(request, key, CHANGE, "Revoked in the tenant portal.")
         messages.success(request, f"Key {key.name} revoked; the gateway refuses it within a second.")
         return redirect("portal:key-detail", key_id=key.pk)
     secret = key.assign_new_secret()
     key.save(update_fields=["prefix", "key_hash", "updated_at"])
+    record_change(request, key, CHANGE, "Rotated in the tenant portal.")
     return _render_detail(request, key, secret=secret)
 
 

@@ -79,6 +79,10 @@ def test_a_member_creates_a_key_and_sees_the_secret_once(bakeries, signed_in):
     assert key.key_hash == hash_api_key(secret) and secret in created.content.decode()
     again = client.get(f"/portal/keys/{key.pk}/").content.decode()
     assert secret not in again and key.prefix in again
+    from django.contrib.admin.models import LogEntry
+
+    entry = LogEntry.objects.get(object_id=str(key.pk))
+    assert entry.user == bakeries["bakery-madrid"]["member"] and "tenant portal" in entry.change_message
 
 
 def test_a_key_wider_than_the_member_is_refused(bakeries, signed_in):
