@@ -62,10 +62,10 @@ async def _run_access(exchange: Exchange, chain: Chain) -> None:
         except Refuse as refusal:
             raise _refusal(exchange, plugin, refusal) from None
         except Answer as answer:
-            raise Answered(answer.status, _answer_headers(exchange, plugin, answer), answer.body) from None
+            raise _answered(exchange, plugin, answer) from None
         except (Rejection, Answered, ClientGone):
             raise  # the gateway's own answer while a plugin read the body (413, 408, gone)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a plugin ends its request only
             raise _failure(exchange, plugin, exc) from exc
 
 
@@ -105,8 +105,14 @@ def _refusal(exchange: Exchange, plugin: BoundPlugin, refusal: Refuse):
         unknown = PluginFailed(f"refused with an unknown problem code {refusal.code!r}")
         return _failure(exchange, plugin, unknown)
     extra = {k: v for k, v in refusal.extra.items() if k not in _RESERVED_MEMBERS}
-    headers = [_header(exchange, plugin, n, v) for n, v in refusal.headers.items()]
     status = refusal.status or problem.status
+    try:
+        json.dumps(extra)
+    except (TypeError, ValueError):
+        return _failure(exchange, plugin, PluginFailed("refused with members that are not JSON"))
+    if not _valid_status(status):
+        return _failure(exchange, plugin, PluginFailed(f"refused with status {status!r}"))
+    headers = [_header(exchange, plugin, n, v) for n, v in refusal.headers.items()]
     if status == problem.status:
         return Rejection(refusal.code, str(refusal.detail), headers, **extra)
     detail = str(refusal.detail)
@@ -116,8 +122,18 @@ def _refusal(exchange: Exchange, plugin: BoundPlugin, refusal: Refuse):
     return Answered(status, [_PROBLEM_CONTENT_TYPE, *headers], body)
 
 
-def _answer_headers(exchange: Exchange, plugin: BoundPlugin, answer: Answer) -> list[tuple[bytes, bytes]]:
-    return [_header(exchange, plugin, name, value) for name, value in answer.headers.items()]
+def _answered(exchange: Exchange, plugin: BoundPlugin, answer: Answer):
+    """The plugin's own answer, or PLUGIN_ERROR when it is not one HTTP can carry."""
+    if not (_valid_status(answer.status) and isinstance(answer.body, bytes)):
+        bad = PluginFailed(f"answered with status {answer.status!r} or a body that is not bytes")
+        return _failure(exchange, plugin, bad)
+    headers = [_header(exchange, plugin, name, value) for name, value in answer.headers.items()]
+    return Answered(answer.status, headers, answer.body)
+
+
+def _valid_status(status) -> bool:
+    """A final status the gateway may answer with (no 1xx: those are not answers)."""
+    return isinstance(status, int) and not isinstance(status, bool) and 200 <= status <= 599
 
 
 def _header(exchange: Exchange, plugin: BoundPlugin, name: str, value: str) -> tuple[bytes, bytes]:
@@ -166,7 +182,7 @@ def run_response_hooks(exchange: Exchange, status: int, headers: list[tuple[byte
             plugin.response(view)
             if perf_counter() - started > plugin.timeout:
                 raise PluginFailed(f"ran past its timeout_ms ({plugin.timeout * 1000:g} ms)")
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             raise _failure(exchange, plugin, exc) from exc
 
 
@@ -204,7 +220,7 @@ class PluginLogQueue:
             for plugin in chain.log:
                 try:
                     await _call(plugin, plugin.log, entry)
-                except Exception as exc:
+                except (Exception, SystemExit) as exc:
                     logger.error(
                         "plugin %s log hook failed: %s",
                         plugin.name,

@@ -27,7 +27,7 @@ class Mock(Plugin):
         "properties": {
             "status_code": {
                 "type": "integer",
-                "minimum": 100,
+                "minimum": 200,
                 "maximum": 599,
                 "description": "Which documented response to answer with (default: the lowest 2xx).",
             },

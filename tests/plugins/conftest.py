@@ -20,6 +20,7 @@ from tests.proxy.conftest import (  # noqa: F401 - the data plane's fixtures, re
     make_user,
     upstream,
 )
+from tests.proxy.test_snapshot import query_log  # noqa: F401 - the SQL log fixture, reused
 
 EXAMPLE_PACKAGE = Path(__file__).resolve().parents[2] / "examples" / "gateway-hello-plugin"
 SAMPLES = "tests.plugins.sample_plugins"
@@ -34,6 +35,9 @@ SAMPLE_PLUGINS = [
         "ExplodeOnResponse",
         "SpoofRequestId",
         "Recorder",
+        "RefuseUnlessTagged",
+        "BadAnswer",
+        "Exits",
         "NoHooks",
         "BadSchema",
     )
