@@ -384,3 +384,25 @@ def test_a_slow_upload_under_the_validator_is_a_408_not_a_plugin_error(with_plug
     status, _, problem = _problem(response)
     assert (status, problem["code"]) == (408, "REQUEST_TIMEOUT")
     assert order_hits(shop_upstream) == []
+
+
+def test_a_changed_document_reaches_the_validator_after_the_sweep(with_plugin, shop_upstream):
+    import time
+
+    from django.core.cache import cache
+
+    from registry.apidocs.documents import refresh_due_documents
+
+    base = with_plugin("request-validator")
+    assert httpx.post(f"{base}/orders", json={"sku": "A1", "quantity": 500}).status_code == 200
+    stricter = json.loads(json.dumps(SHOP_DOCUMENT))
+    stricter["components"]["schemas"]["Order"]["properties"]["quantity"]["maximum"] = 100
+    shop_upstream.body = json.dumps(stricter).encode()
+    cache.delete("apidocs:meta:shop")  # due now, as it is every REFRESH_INTERVAL_SECONDS
+
+    assert refresh_due_documents() == ["shop"]
+
+    deadline = time.monotonic() + 2
+    while httpx.post(f"{base}/orders", json={"sku": "A1", "quantity": 500}).status_code != 400:
+        assert time.monotonic() < deadline, "the new document never reached the validator"
+        time.sleep(0.05)
