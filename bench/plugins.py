@@ -5,8 +5,9 @@ it and no plugin configured, and with request-validator on, interleaved in one s
 
 `--before` (default: the parent of the commit that added `plugins/interface.py`) is
 exported with `git archive` into the scratch directory and served from there, so both trees
-run on the same machine, upstream and Redis. Each gateway has its own SQLite file and Redis key prefix; the JWT keys are
-shared (one GATEWAY_VAR_DIR), so one token serves all three.
+run on the same machine, upstream and Redis. Each gateway has its own SQLite file and
+Redis key prefix; the JWT keys are shared (one GATEWAY_VAR_DIR), so one token serves all
+three.
 """
 
 from __future__ import annotations
