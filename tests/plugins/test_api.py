@@ -3,6 +3,8 @@ validated against the plugin's JSON Schema at save, plugins refused at load (SPE
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 AVAILABLE = "/api/manage/plugins/available/"
@@ -195,11 +197,15 @@ def admin_client_plugins(staff_user):
     [
         (None, "This field may not be null."),
         ({"greeting": "a\u0000b"}, "/greeting: must not contain a NUL character"),
+        ({"greeting": "\ud800"}, "/greeting: must not contain surrogate characters"),
+        ({"\ud800": "x"}, "/: member names must not contain surrogate characters"),
     ],
-    ids=["null", "nul-character"],
+    ids=["null", "nul-character", "surrogate", "surrogate-name"],
 )
 def test_configs_no_database_can_store_are_field_errors_not_500(staff_client, config, message):
-    response = staff_client.post(PLUGINS, {"plugin": "hello-header", "config": config}, format="json")
+    body = json.dumps({"plugin": "hello-header", "config": config})  # ASCII: "\ud800" escaped
+
+    response = staff_client.generic("POST", PLUGINS, body, content_type="application/json")
 
     assert response.status_code == 400
     assert response.json()["errors"]["config"] == [message]
