@@ -19,6 +19,7 @@ from collections import deque
 from time import perf_counter
 
 from gateway_project.core.problems import PROBLEM_TYPES, problem_document
+from plugins.constants import LOG_QUEUE_LIMIT
 from plugins.interface import PROTECTED_RESPONSE_HEADERS, Answer, LogEntry, Refuse, RequestView, ResponseView
 from proxy.exchange import Answered, Exchange, Rejection
 from proxy.forward import BodyStalled, BodyTooLarge, ClientGone, body_rejection, request_body
@@ -28,7 +29,6 @@ __all__ = ["PluginLogQueue", "run_plugins"]
 
 logger = logging.getLogger("gateway.plugins")
 
-LOG_QUEUE_LIMIT = 10_000
 _PROBLEM_CONTENT_TYPE = (b"content-type", b"application/problem+json")
 # A plugin's problem may add members, never replace the ones RFC 9457 and the gateway define.
 _RESERVED_MEMBERS = frozenset({"type", "title", "status", "detail", "instance", "code", "request_id"})
