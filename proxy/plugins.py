@@ -150,14 +150,15 @@ async def read_request_body(exchange: Exchange) -> bytes:
     if view is not None and view.cached_body is not None:
         return view.cached_body
     body = await request_body(exchange)
-    if body is None:
+    if body is None:  # no body announced: nothing was received, nothing to replay
         body = b""
-    elif not isinstance(body, bytes):
-        try:
-            body = b"".join([chunk async for chunk in body])
-        except (BodyTooLarge, BodyStalled) as exc:
-            raise body_rejection(exchange) from exc
-    _replay(exchange, body)
+    else:
+        if not isinstance(body, bytes):
+            try:
+                body = b"".join([chunk async for chunk in body])
+            except (BodyTooLarge, BodyStalled) as exc:
+                raise body_rejection(exchange) from exc
+        _replay(exchange, body)
     if view is not None:
         view.cached_body = body
     return body
