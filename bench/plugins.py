@@ -1,7 +1,7 @@
 """The cost of plugins (SPEC section 19): the full pipeline before the plugin system, with
 it and no plugin configured, and with request-validator on, interleaved in one short run.
 
-    python -m bench.plugins [--before <commit>] [--seconds 2] [--rounds 3]
+    python -m bench.plugins [--before <commit>] [--seconds 1] [--rounds 6]
 
 `--before` (default: the parent of the commit that added `plugins/interface.py`) is
 exported with `git archive` into the scratch directory and served from there, so both trees
@@ -43,8 +43,8 @@ PluginConfig.objects.update_or_create(plugin="request-validator", service=bench)
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", default="", help="a commit without plugins (default: the last one)")
-    parser.add_argument("--seconds", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--connections", type=int, default=64)
     return parser.parse_args(argv)
 
@@ -123,8 +123,10 @@ def measure(scenarios: dict, headers: dict, args) -> dict:
         for _ in range(20):
             assert httpx.get(url, headers=headers).status_code == 200, url
     samples: dict[str, list] = {name: [] for name in scenarios}
+    names = list(scenarios)
     for index in range(args.rounds):
-        for name, url in scenarios.items():
+        for name in names[index % len(names) :] + names[: index % len(names)]:  # rotated: no slot bias
+            url = scenarios[name]
             result = run_wrk(url, args.connections, args.seconds, headers)
             samples[name].append(result)
             figures = f"{result['rps']:>9,.0f} req/s  p50 {result['p50_ms']:.2f} ms"
