@@ -1,12 +1,13 @@
 """The cost of plugins (SPEC section 19): the full pipeline before the plugin system, with
 it and no plugin configured, and with request-validator on, interleaved in one short run.
 
-    python -m bench.plugins [--before <commit>] [--seconds 2] [--rounds 3]
+    python -m bench.plugins [--before <commit>] [--seconds 1] [--rounds 6]
 
-`--before` (default: the merge base with `main`) is exported with `git archive` into the
-scratch directory and served from there, so both trees run on the same machine, upstream
-and Redis. Each gateway has its own SQLite file and Redis key prefix; the JWT keys are
-shared (one GATEWAY_VAR_DIR), so one token serves all three.
+`--before` (default: the parent of the commit that added `plugins/interface.py`) is
+exported with `git archive` into the scratch directory and served from there, so both trees
+run on the same machine, upstream and Redis. Each gateway has its own SQLite file and
+Redis key prefix; the JWT keys are shared (one GATEWAY_VAR_DIR), so one token serves all
+three.
 """
 
 from __future__ import annotations
@@ -41,11 +42,24 @@ PluginConfig.objects.update_or_create(plugin="request-validator", service=bench)
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", default="", help="commit without plugins (default: merge base with main)")
-    parser.add_argument("--seconds", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--before", default="", help="a commit without plugins (default: the last one)")
+    parser.add_argument("--seconds", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--connections", type=int, default=64)
     return parser.parse_args(argv)
+
+
+def last_commit_without_plugins() -> str:
+    added = subprocess.run(
+        ["git", "log", "--diff-filter=A", "--format=%H", "--", "plugins/interface.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[-1]
+    return subprocess.run(
+        ["git", "rev-parse", f"{added}^"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def export_tree(commit: str) -> Path:
@@ -109,8 +123,10 @@ def measure(scenarios: dict, headers: dict, args) -> dict:
         for _ in range(20):
             assert httpx.get(url, headers=headers).status_code == 200, url
     samples: dict[str, list] = {name: [] for name in scenarios}
+    names = list(scenarios)
     for index in range(args.rounds):
-        for name, url in scenarios.items():
+        for name in names[index % len(names) :] + names[: index % len(names)]:  # rotated: no slot bias
+            url = scenarios[name]
             result = run_wrk(url, args.connections, args.seconds, headers)
             samples[name].append(result)
             figures = f"{result['rps']:>9,.0f} req/s  p50 {result['p50_ms']:.2f} ms"
@@ -131,12 +147,7 @@ def main(argv=None) -> int:
         print("needs wrk: sudo apt-get install wrk")
         return 2
     raise_fd_limit()
-    before = (
-        args.before
-        or subprocess.run(
-            ["git", "merge-base", "HEAD", "main"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    )
+    before = args.before or last_commit_without_plugins()
     shutil.rmtree(SCRATCH, ignore_errors=True)
     SCRATCH.mkdir(parents=True)
     (SCRATCH / "secret").write_text(secrets.token_urlsafe(48))

@@ -184,6 +184,14 @@ class RequestView:
             return None
         return IdentityView(identity.kind, identity.subject, identity.tenant, identity.roles, identity.scopes)
 
+    @property
+    def body_bytes(self) -> bytes:
+        """The body, read before the access hooks ran: for plugins with `reads_body = True`,
+        whose hooks can then stay plain functions (no timer, no await)."""
+        if self.cached_body is None:
+            raise RuntimeError("the body was not read yet: declare reads_body = True or await body()")
+        return self.cached_body
+
     async def body(self) -> bytes:
         """The whole request body (bounded by the service's limit); still forwarded unchanged."""
         return await self._read_body(self._exchange)

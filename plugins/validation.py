@@ -37,15 +37,16 @@ def config_errors(plugin: type[Plugin], config) -> list[str]:
 
 
 def _unstorable(value, path: tuple) -> list[str]:
-    """What no JSON column stores (PostgreSQL refuses NUL in text and NaN): found as a 500."""
+    """What no JSON column stores (PostgreSQL refuses NUL in text, NaN, and a lone surrogate
+    cannot be encoded at all): each was found as a 500."""
     if isinstance(value, float) and not math.isfinite(value):
         return [f"{_pointer(path)}: must be a finite number"]
-    if isinstance(value, str) and "\x00" in value:
-        return [f"{_pointer(path)}: must not contain a NUL character"]
+    if isinstance(value, str) and _bad_text(value):
+        return [f"{_pointer(path)}: {_bad_text(value)}"]
     if isinstance(value, dict):
         for key, item in value.items():
-            if "\x00" in key:
-                return [f"{_pointer(path)}: member names must not contain a NUL character"]
+            if _bad_text(key):
+                return [f"{_pointer(path)}: member names {_bad_text(key)}"]
             found = _unstorable(item, (*path, key))
             if found:
                 return found
@@ -55,6 +56,17 @@ def _unstorable(value, path: tuple) -> list[str]:
             if found:
                 return found
     return []
+
+
+def _bad_text(text: str) -> str:
+    """Why a string cannot be stored, or "" when it can."""
+    if "\x00" in text:
+        return "must not contain a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must not contain surrogate characters"
+    return ""
 
 
 def _pointer(path) -> str:

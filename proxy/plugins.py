@@ -19,6 +19,7 @@ from collections import deque
 from time import perf_counter
 
 from gateway_project.core.problems import PROBLEM_TYPES, problem_document
+from plugins.constants import LOG_QUEUE_LIMIT
 from plugins.interface import PROTECTED_RESPONSE_HEADERS, Answer, LogEntry, Refuse, RequestView, ResponseView
 from proxy.exchange import Answered, Exchange, Rejection
 from proxy.forward import BodyStalled, BodyTooLarge, ClientGone, body_rejection, request_body
@@ -28,7 +29,6 @@ __all__ = ["PluginLogQueue", "run_plugins"]
 
 logger = logging.getLogger("gateway.plugins")
 
-LOG_QUEUE_LIMIT = 10_000
 _PROBLEM_CONTENT_TYPE = (b"content-type", b"application/problem+json")
 # A plugin's problem may add members, never replace the ones RFC 9457 and the gateway define.
 _RESERVED_MEMBERS = frozenset({"type", "title", "status", "detail", "instance", "code", "request_id"})
@@ -62,10 +62,10 @@ async def _run_access(exchange: Exchange, chain: Chain) -> None:
         except Refuse as refusal:
             raise _refusal(exchange, plugin, refusal) from None
         except Answer as answer:
-            raise Answered(answer.status, _answer_headers(exchange, plugin, answer), answer.body) from None
+            raise _answered(exchange, plugin, answer) from None
         except (Rejection, Answered, ClientGone):
             raise  # the gateway's own answer while a plugin read the body (413, 408, gone)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a plugin ends its request only
             raise _failure(exchange, plugin, exc) from exc
 
 
@@ -74,7 +74,8 @@ async def _call(plugin: BoundPlugin, hook, argument) -> None:
     result = hook(argument)
     if inspect.isawaitable(result):
         try:
-            await asyncio.wait_for(result, plugin.timeout)
+            async with asyncio.timeout(plugin.timeout):  # no extra task, unlike wait_for
+                await result
         except TimeoutError:
             raise PluginFailed(f"ran past its timeout_ms ({plugin.timeout * 1000:g} ms)") from None
     elif perf_counter() - started > plugin.timeout:
@@ -105,8 +106,14 @@ def _refusal(exchange: Exchange, plugin: BoundPlugin, refusal: Refuse):
         unknown = PluginFailed(f"refused with an unknown problem code {refusal.code!r}")
         return _failure(exchange, plugin, unknown)
     extra = {k: v for k, v in refusal.extra.items() if k not in _RESERVED_MEMBERS}
-    headers = [_header(exchange, plugin, n, v) for n, v in refusal.headers.items()]
     status = refusal.status or problem.status
+    try:
+        json.dumps(extra)
+    except (TypeError, ValueError):
+        return _failure(exchange, plugin, PluginFailed("refused with members that are not JSON"))
+    if not _valid_status(status):
+        return _failure(exchange, plugin, PluginFailed(f"refused with status {status!r}"))
+    headers = [_header(exchange, plugin, n, v) for n, v in refusal.headers.items()]
     if status == problem.status:
         return Rejection(refusal.code, str(refusal.detail), headers, **extra)
     detail = str(refusal.detail)
@@ -116,8 +123,18 @@ def _refusal(exchange: Exchange, plugin: BoundPlugin, refusal: Refuse):
     return Answered(status, [_PROBLEM_CONTENT_TYPE, *headers], body)
 
 
-def _answer_headers(exchange: Exchange, plugin: BoundPlugin, answer: Answer) -> list[tuple[bytes, bytes]]:
-    return [_header(exchange, plugin, name, value) for name, value in answer.headers.items()]
+def _answered(exchange: Exchange, plugin: BoundPlugin, answer: Answer):
+    """The plugin's own answer, or PLUGIN_ERROR when it is not one HTTP can carry."""
+    if not (_valid_status(answer.status) and isinstance(answer.body, bytes)):
+        bad = PluginFailed(f"answered with status {answer.status!r} or a body that is not bytes")
+        return _failure(exchange, plugin, bad)
+    headers = [_header(exchange, plugin, name, value) for name, value in answer.headers.items()]
+    return Answered(answer.status, headers, answer.body)
+
+
+def _valid_status(status) -> bool:
+    """A final status the gateway may answer with (no 1xx: those are not answers)."""
+    return isinstance(status, int) and not isinstance(status, bool) and 200 <= status <= 599
 
 
 def _header(exchange: Exchange, plugin: BoundPlugin, name: str, value: str) -> tuple[bytes, bytes]:
@@ -133,14 +150,15 @@ async def read_request_body(exchange: Exchange) -> bytes:
     if view is not None and view.cached_body is not None:
         return view.cached_body
     body = await request_body(exchange)
-    if body is None:
+    if body is None:  # no body announced: nothing was received, nothing to replay
         body = b""
-    elif not isinstance(body, bytes):
-        try:
-            body = b"".join([chunk async for chunk in body])
-        except (BodyTooLarge, BodyStalled) as exc:
-            raise body_rejection(exchange) from exc
-    _replay(exchange, body)
+    else:
+        if not isinstance(body, bytes):
+            try:
+                body = b"".join([chunk async for chunk in body])
+            except (BodyTooLarge, BodyStalled) as exc:
+                raise body_rejection(exchange) from exc
+        _replay(exchange, body)
     if view is not None:
         view.cached_body = body
     return body
@@ -166,7 +184,7 @@ def run_response_hooks(exchange: Exchange, status: int, headers: list[tuple[byte
             plugin.response(view)
             if perf_counter() - started > plugin.timeout:
                 raise PluginFailed(f"ran past its timeout_ms ({plugin.timeout * 1000:g} ms)")
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             raise _failure(exchange, plugin, exc) from exc
 
 
@@ -204,7 +222,7 @@ class PluginLogQueue:
             for plugin in chain.log:
                 try:
                     await _call(plugin, plugin.log, entry)
-                except Exception as exc:
+                except (Exception, SystemExit) as exc:
                     logger.error(
                         "plugin %s log hook failed: %s",
                         plugin.name,

@@ -27,7 +27,7 @@ class Mock(Plugin):
         "properties": {
             "status_code": {
                 "type": "integer",
-                "minimum": 100,
+                "minimum": 200,
                 "maximum": 599,
                 "description": "Which documented response to answer with (default: the lowest 2xx).",
             },
@@ -40,6 +40,9 @@ class Mock(Plugin):
         document = context.openapi_document()
         self.index = operation_index(document, context.service_prefix) if document else None
         self.answers: dict[tuple[str, str], Answer | None] = {}
+        for routes in self.index.routes.values() if self.index else ():  # now, not on a request
+            for *_, operation in routes:
+                self.answers[(operation.method, operation.template)] = self._answer(operation.responses)
 
     def access(self, request: RequestView) -> None:
         if self.index is None:
@@ -50,10 +53,7 @@ class Mock(Plugin):
             detail = f"The {request.service} service documents no {request.method} {request.path}."
             raise Refuse("NOT_FOUND", detail)
         operation = found[0]
-        key = (operation.method, operation.template)
-        if key not in self.answers:  # once per operation and config version
-            self.answers[key] = self._answer(operation.responses)
-        answer = self.answers[key]
+        answer = self.answers[(operation.method, operation.template)]
         if answer is None:
             raise Refuse("NOT_FOUND", f"The document has no example for {request.method} {request.path}.")
         raise Answer(answer.status, answer.body, headers={**answer.headers, "x-gateway-mock": "true"})

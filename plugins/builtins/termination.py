@@ -16,7 +16,7 @@ class RequestTermination(Plugin):
     config_schema = {
         "type": "object",
         "properties": {
-            "status_code": {"type": "integer", "minimum": 100, "maximum": 599, "default": 503},
+            "status_code": {"type": "integer", "minimum": 200, "maximum": 599, "default": 503},
             "message": {"type": "string", "maxLength": 1000, "default": "The service is unavailable."},
         },
         "additionalProperties": False,

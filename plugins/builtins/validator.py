@@ -3,27 +3,29 @@ document before forwarding; 400 INVALID_REQUEST with `errors: [{"pointer", "mess
 
 Pointers address a request as one document: `/path/<name>`, `/query/<name>`,
 `/headers/<name>`, and `/body/...` into the JSON body (RFC 6901). Validators are compiled
-once per document version (jsonschema, Draft 2020-12 as OpenAPI 3.1 says; 3.0 documents are
-lifted first) and shared by every instance serving that document.
+once per document version and shared by every instance serving that document: jsonschema-rs,
+Draft 2020-12 as OpenAPI 3.1 says (3.0 documents are lifted first). It measured 1.6 us for a
+four-field body where the pure-Python jsonschema took 46 us. A `$ref` outside the document
+is never fetched: that schema is left unchecked, with a warning.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from threading import Lock
 from urllib.parse import parse_qs
 
-from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
+from jsonschema_rs import Draft202012Validator, ValidationErrorKind
 
 from plugins.builtins.openapi import Operation, OperationIndex, operation_index, pointer_get
 from plugins.interface import Plugin, PluginContext, Refuse, RequestView
 
 __all__ = ["RequestValidator"]
 
-_DOCUMENT_URI = "urn:gateway:openapi"
+logger = logging.getLogger("gateway.plugins")
+
 MAX_REPORTED_ERRORS = 20
 _JSON_TYPES = ("application/json", "+json")
 _MAX_INLINE_DEPTH = 32
@@ -38,6 +40,7 @@ class _Parameter:
     required: bool
     validator: Draft202012Validator | None
     types: tuple[str, ...]  # the schema's types, to coerce the text the request carries
+    pointer: str  # where an error points: /query/limit
 
 
 @dataclass(frozen=True)
@@ -55,9 +58,6 @@ class _CompiledDocument:
 
     def __init__(self, index: OperationIndex) -> None:
         self.index = index
-        self.registry = Registry().with_resource(
-            _DOCUMENT_URI, Resource.from_contents(index.document, default_specification=DRAFT202012)
-        )
         self.checks: dict[int, _Checks] = {}
 
     def checks_for(self, operation: Operation) -> _Checks:
@@ -66,14 +66,19 @@ class _CompiledDocument:
             checks = self.checks[id(operation)] = self._compile(operation)
         return checks
 
-    def _validator(self, pointer: str) -> Draft202012Validator:
-        """The schema with its local $refs inlined (a $ref resolved per call measured 66 us
-        against 6 us inlined); a recursive schema keeps its $refs, resolved by the registry."""
+    def _validator(self, pointer: str) -> Draft202012Validator | None:
+        """The schema with its local $refs inlined (a small root to compile); a recursive one
+        compiled against the document's components; None for one that cannot be used."""
         document = self.index.document
         try:
-            return Draft202012Validator(_inlined(document, pointer_get(document, pointer)))
-        except _Recursive:
-            return Draft202012Validator({"$ref": f"{_DOCUMENT_URI}#{pointer}"}, registry=self.registry)
+            try:
+                return Draft202012Validator(_inlined(document, pointer_get(document, pointer)))
+            except _Recursive:
+                root = {"$ref": f"#{pointer}", "components": document.get("components") or {}}
+                return Draft202012Validator({**root, "paths": document.get("paths") or {}})
+        except (_External, ValueError) as exc:  # jsonschema-rs refuses an invalid schema
+            logger.warning("request-validator leaves %s unchecked: %s", pointer, exc)
+            return None
 
     def _compile(self, operation: Operation) -> _Checks:
         parameters = []
@@ -89,6 +94,7 @@ class _CompiledDocument:
                     required=bool(parameter.get("required")) or location == "path",
                     validator=self._validator(f"{pointer}/schema"),
                     types=(types,) if isinstance(types, str) else tuple(types),
+                    pointer=f"/{_LOCATIONS[location]}/{_escape(str(parameter.get('name', '')))}",
                 )
             )
         body = operation.request_body or {}
@@ -102,7 +108,11 @@ class _CompiledDocument:
 
 
 class _Recursive(Exception):  # noqa: N818 - a signal, not an error
-    """A schema refers to itself (or outside the document): it cannot be inlined."""
+    """A schema refers to itself: it cannot be inlined."""
+
+
+class _External(Exception):  # noqa: N818
+    """A schema refers outside the document: the gateway fetches no URL a document names."""
 
 
 def _inlined(document: dict, node, seen: tuple[str, ...] = ()):
@@ -113,7 +123,9 @@ def _inlined(document: dict, node, seen: tuple[str, ...] = ()):
         return node
     ref = node.get("$ref")
     if isinstance(ref, str):
-        if not ref.startswith("#") or ref in seen or len(seen) > _MAX_INLINE_DEPTH:
+        if not ref.startswith("#"):
+            raise _External(f"$ref {ref[:100]!r} is outside the document")
+        if ref in seen or len(seen) > _MAX_INLINE_DEPTH:
             raise _Recursive(ref)
         target = _inlined(document, pointer_get(document, ref[1:]), (*seen, ref))
         rest = {key: _inlined(document, value, seen) for key, value in node.items() if key != "$ref"}
@@ -161,7 +173,7 @@ class RequestValidator(Plugin):
                 for *_, operation in routes:
                     self.compiled.checks_for(operation)
 
-    async def access(self, request: RequestView) -> None:
+    def access(self, request: RequestView) -> None:
         if self.compiled is None:
             return  # no document (yet): nothing to check against
         found = self.compiled.index.find(request.method, request.route_path)
@@ -173,7 +185,7 @@ class RequestValidator(Plugin):
         checks = self.compiled.checks_for(operation)
         errors = _parameter_errors(checks, request, path_values)
         if checks.json_body:
-            errors += await _body_errors(checks, request)
+            errors += _body_errors(checks, request, request.body_bytes)
         if errors:
             _refuse(errors)
 
@@ -190,19 +202,20 @@ def _parameter_errors(checks: _Checks, request: RequestView, path_values: dict[s
         else:
             headers = request.headers if headers is None else headers
             raw = headers.get(parameter.name.lower())
-        where = f"/{_LOCATIONS[parameter.location]}/{_escape(parameter.name)}"
         if raw is None:
             if parameter.required:
                 message = f"the {parameter.location} parameter {parameter.name!r} is required"
-                errors.append(_error(where, message))
+                errors.append(_error(parameter.pointer, message))
             continue
-        value = _coerce(raw, parameter.types)
-        errors += [_error(where, e.message) for e in parameter.validator.iter_errors(value)]
+        validator = parameter.validator
+        if validator is not None:
+            value = _coerce(raw, parameter.types)
+            if not validator.is_valid(value):
+                errors += [_error(parameter.pointer, e.message) for e in validator.iter_errors(value)]
     return errors
 
 
-async def _body_errors(checks: _Checks, request: RequestView) -> list[dict]:
-    body = await request.body()
+def _body_errors(checks: _Checks, request: RequestView, body: bytes) -> list[dict]:
     if not body:
         return [_error("/body", "a request body is required")] if checks.body_required else []
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -212,18 +225,16 @@ async def _body_errors(checks: _Checks, request: RequestView) -> list[dict]:
         document = json.loads(body)
     except ValueError as exc:
         return [_error("/body", f"not valid JSON: {exc}")]
-    if checks.body_validator is None:
+    validator = checks.body_validator
+    if validator is None or validator.is_valid(document):
         return []
-    return [_body_error(error) for error in checks.body_validator.iter_errors(document)]
+    return [_body_error(error) for error in validator.iter_errors(document)]
 
 
 def _body_error(error) -> dict:
-    path = ["body", *error.absolute_path]
-    if error.validator == "required" and isinstance(error.instance, dict):
-        missing = [name for name in error.validator_value if name not in error.instance]
-        named = [name for name in missing if repr(name) in error.message]
-        if named:
-            path.append(named[0])
+    path = ["body", *error.instance_path]
+    if isinstance(error.kind, ValidationErrorKind.Required):  # point at the missing member
+        path.append(error.kind.property)
     return _error("/" + "/".join(_escape(str(part)) for part in path), error.message)
 
 

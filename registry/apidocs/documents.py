@@ -25,6 +25,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from gateway_project.core.outbound import async_outbound_client
+from registry.config_version import bump_config_version
 from registry.models import Service
 
 __all__ = [
@@ -653,11 +654,21 @@ def refresh_due_documents() -> list[str]:
     due = [s for s in sources if _is_due(s, metas.get(_meta_key(s.slug)), now)]
     if due:
         by_slug = {s.slug: s for s in due}
-        for result in asyncio.run(fetch_documents(due)):
+        before = cache.get_many([_document_key(s.slug) for s in due])
+        results = asyncio.run(fetch_documents(due))
+        for result in results:
             _store(result, by_slug[result.slug], now)
+        _announce_new_documents(results, before)
     if due or cache.get(SIGNATURE_KEY) != _signature(sources) or not cache.has_key(MERGED_KEY):
         rebuild_merged(sources)
     return [s.slug for s in due]
+
+
+def _announce_new_documents(results: list[FetchResult], before: dict) -> None:
+    """A document that changed moves the config version (once per sweep), so every data plane
+    recompiles what it built from it: the request-validator and mock plugins (SPEC section 19)."""
+    if any(r.document is not None and r.document != before.get(_document_key(r.slug)) for r in results):
+        bump_config_version()
 
 
 def rebuild_merged(sources: list[DocSource]) -> dict:

@@ -4,6 +4,7 @@ plane's fixtures (a recording upstream on loopback, services, a live gateway).""
 
 from __future__ import annotations
 
+import importlib.metadata
 import site
 import subprocess
 import sys
@@ -20,7 +21,9 @@ from tests.proxy.conftest import (  # noqa: F401 - the data plane's fixtures, re
     make_user,
     upstream,
 )
+from tests.proxy.test_snapshot import query_log  # noqa: F401 - the SQL log fixture, reused
 
+EXAMPLE_DISTRIBUTION = "gateway-hello-plugin"
 EXAMPLE_PACKAGE = Path(__file__).resolve().parents[2] / "examples" / "gateway-hello-plugin"
 SAMPLES = "tests.plugins.sample_plugins"
 SAMPLE_PLUGINS = [
@@ -34,6 +37,9 @@ SAMPLE_PLUGINS = [
         "ExplodeOnResponse",
         "SpoofRequestId",
         "Recorder",
+        "RefuseUnlessTagged",
+        "BadAnswer",
+        "Exits",
         "NoHooks",
         "BadSchema",
     )
@@ -47,11 +53,17 @@ def _pip(*args: str) -> None:
 @pytest.fixture(scope="session")
 def example_package():
     """`pip install -e examples/gateway-hello-plugin`, as an operator would (no index needed),
-    made importable in this running interpreter (its .pth is read at startup otherwise)."""
-    _pip("install", "-e", str(EXAMPLE_PACKAGE), "--no-deps", "--no-build-isolation", "--no-index")
+    made importable in this running interpreter (its .pth is read at startup otherwise).
+
+    Left installed, and not reinstalled when present: test sessions of other checkouts may
+    share this environment, and removing or replacing the package under one of them would
+    hide the entry point from its discovery halfway through.
+    """
+    try:
+        importlib.metadata.distribution(EXAMPLE_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        _pip("install", "-e", str(EXAMPLE_PACKAGE), "--no-deps", "--no-build-isolation", "--no-index")
     site.addsitedir(sysconfig.get_paths()["purelib"])
-    yield
-    _pip("uninstall", "-y", "gateway-hello-plugin")
 
 
 @pytest.fixture(autouse=True)

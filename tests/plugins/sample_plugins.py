@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from plugins.interface import Plugin, RequestView, ResponseView
+from plugins.interface import Answer, Plugin, Refuse, RequestView, ResponseView
 
 ORDER_HEADER = "x-plugin-order"
 LOGGED: list[tuple[str, int]] = []
@@ -98,3 +98,32 @@ class BadSchema(Plugin):
 
     def access(self, request: RequestView) -> None:
         return None
+
+
+class RefuseUnlessTagged(Plugin):
+    """Refuses with a catalogue problem, an extra member and a header unless X-Tag is sent."""
+
+    name = "refuse-unless-tagged"
+    version = "1.0.0"
+
+    def access(self, request: RequestView) -> None:
+        if "x-tag" not in request.headers:
+            raise Refuse("FORBIDDEN", "Send X-Tag.", headers={"x-needs": "x-tag"}, hint="tag it")
+
+
+class BadAnswer(Plugin):
+    """Answers with something HTTP cannot carry."""
+
+    name = "bad-answer"
+    version = "1.0.0"
+
+    def access(self, request: RequestView) -> None:
+        raise Answer(42, b"")
+
+
+class Exits(Plugin):
+    name = "exits"
+    version = "1.0.0"
+
+    def access(self, request: RequestView) -> None:
+        raise SystemExit(3)

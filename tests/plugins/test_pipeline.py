@@ -145,6 +145,42 @@ def test_a_failing_response_hook_answers_plugin_error(gateway, two_services, ups
     assert httpx.get(f"{gateway.url}/api/v1/stock/x").status_code == 200
 
 
+def test_a_plugin_refuses_with_a_catalogue_problem_and_its_own_members(
+    gateway, two_services, upstream, configure
+):
+    configure("refuse-unless-tagged", service="sales")
+    gateway.sync()
+
+    refused = httpx.get(f"{gateway.url}/api/v1/sales/x", headers={"X-Request-ID": "tag-1"})
+    served = httpx.get(f"{gateway.url}/api/v1/sales/x", headers={"X-Tag": "1"})
+
+    assert refused.status_code == 403
+    assert refused.headers["x-needs"] == "x-tag"
+    body = refused.json()
+    assert (body["code"], body["detail"], body["hint"], body["request_id"]) == (
+        "FORBIDDEN",
+        "Send X-Tag.",
+        "tag it",
+        "tag-1",
+    )
+    assert served.status_code == 200
+    assert len(upstream.hits()) == 1
+
+
+@pytest.mark.parametrize("plugin", ["bad-answer", "exits"])
+def test_a_plugin_that_misbehaves_ends_its_request_only(gateway, two_services, upstream, configure, plugin):
+    configure(plugin, service="sales")
+    gateway.sync()
+    before = plugin_errors(plugin)
+
+    failed = httpx.get(f"{gateway.url}/api/v1/sales/x")
+
+    assert failed.status_code == 500 and failed.json()["code"] == "PLUGIN_ERROR"
+    assert plugin_errors(plugin) == before + 1
+    assert httpx.get(f"{gateway.url}/api/v1/stock/x").status_code == 200
+    assert httpx.get(f"{gateway.url}/api/v1/sales/x").status_code == 500  # the worker is still there
+
+
 def test_a_plugin_cannot_replace_the_request_id(gateway, two_services, upstream, configure):
     configure("spoof-request-id", service="sales")
     gateway.sync()
@@ -197,6 +233,23 @@ def test_a_configured_plugin_this_instance_cannot_load_fails_closed(
     assert response.status_code == 500 and response.json()["code"] == "PLUGIN_ERROR"
     assert upstream.hits() == []
     assert httpx.get(f"{gateway.url}/api/v1/stock/x").status_code == 200
+
+
+def test_zero_database_queries_per_request_with_plugins(
+    gateway, two_services, upstream, configure, query_log
+):
+    configure("mark-one")
+    configure("hello-header", service="sales", config={"greeting": "hola"})
+    configure("recorder", service="sales")
+    gateway.sync()
+    with httpx.Client() as client:
+        assert client.get(f"{gateway.url}/api/v1/sales/x").status_code == 200
+        query_log.clear()
+        for _ in range(50):
+            response = client.get(f"{gateway.url}/api/v1/sales/x")
+            assert response.headers["x-hello"] == "hola"
+
+    assert [sql for thread, sql in query_log if thread == f"gateway-{gateway.port}"] == []
 
 
 def test_without_plugins_a_service_carries_no_chain(gateway, two_services):
