@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
 
 import pytest
@@ -71,6 +72,7 @@ def _database_quiet_before_flush(request):
         return
     request.getfixturevalue("transactional_db")  # so this teardown runs before the flush
     yield
+    stop_leftover_gateways(request)
     from django.db import connection
 
     if connection.vendor != "postgresql":
@@ -85,6 +87,23 @@ def _database_quiet_before_flush(request):
             if cursor.fetchone()[0] == 0:
                 return
             time.sleep(0.05)
+
+
+def stop_leftover_gateways(request) -> None:
+    """Stop in-thread gateways a test left running (a fixture whose stop timed out, a start
+    that gave up): their runtimes would keep reading the shared test database and counting
+    the process-wide metrics of the tests that follow."""
+    from tests.live import GatewayServer
+
+    for server in list(GatewayServer.running):
+        sys.stderr.write(f"\n{request.node.nodeid} left gateway {server.url} running; stopping it\n")
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_gateway_left_running(request):
+    yield
+    stop_leftover_gateways(request)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 __all__ = ["GatewayServer", "RecordingUpstream", "free_port"]
 
@@ -68,11 +69,17 @@ class GatewayServer:
         asyncio.set_event_loop(self.loop)
         self.loop.run_until_complete(self._server.serve(sockets=[self._socket]))
 
-    def start(self, timeout: float = 10) -> GatewayServer:
+    # Instances started and not yet stopped: tests/conftest.py stops any a test left behind,
+    # since a live runtime keeps reading the shared test database and counting metrics.
+    running: ClassVar[set] = set()
+
+    def start(self, timeout: float = 20) -> GatewayServer:
+        GatewayServer.running.add(self)
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
             if time.monotonic() > deadline or not self._thread.is_alive():
+                self.stop()
                 raise RuntimeError("gateway did not start")
             time.sleep(0.01)
         return self
@@ -81,8 +88,12 @@ class GatewayServer:
         if self.loop is not None and self.loop.is_running():
             self.loop.call_soon_threadsafe(self.runtime.drain)
         self._server.should_exit = True
-        self._thread.join(10)
+        self._thread.join(30)
+        if self._thread.is_alive():  # a loaded machine: stop waiting for in-flight work
+            self._server.force_exit = True
+            self._thread.join(10)
         self._socket.close()
+        GatewayServer.running.discard(self)
 
     def call(self, coroutine, timeout: float = 10):
         """Run a coroutine on the gateway's loop and wait for its result."""
