@@ -30,7 +30,7 @@ __all__ = ["compile_document"]
 
 Path = tuple[str | int, ...]
 # Kinds the data plane compiles, in dependency order (references point backwards).
-COMPILED = ("tenants", "services", "rate_policies", "identity_providers")
+COMPILED = ("tenants", "services", "rate_policies", "identity_providers", "plugins")
 # An API key's clean() refuses an expiry in the past, a rule for edits: a key that has
 # expired since it was exported is still configuration (the data plane refuses it by date).
 _MODEL_CLEAN_SKIPPED = frozenset({"api_keys"})
@@ -50,7 +50,15 @@ def compile_document(document: dict, version: int) -> Snapshot:
         api_keys=objects.of("api_keys"),
         rate_policies=[p for p in objects.of("rate_policies") if p.enabled],
         identity_providers=[p for p in objects.of("identity_providers") if p.enabled],
+        plugin_configs=[c for c in objects.of("plugins") if c.enabled],
+        document_for=_no_document,
     )
+
+
+def _no_document(service) -> None:
+    """A data plane holds no fetched OpenAPI documents: there, request-validator checks
+    nothing and mock answers 503 (as on a control plane before the document is fetched)."""
+    return None
 
 
 class _InMemoryRegistry:

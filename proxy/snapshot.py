@@ -499,14 +499,25 @@ def _compile(version: int) -> Snapshot:
 
 
 def assemble_snapshot(
-    version: int, *, services, tenants, api_keys, rate_policies, identity_providers, plugin_configs=()
+    version: int,
+    *,
+    services,
+    tenants,
+    api_keys,
+    rate_policies,
+    identity_providers,
+    plugin_configs=(),
+    document_for=None,
 ) -> Snapshot:
     """Freeze registry objects through the naming steps: rows read from the database, or
     the unsaved objects a data plane builds from its config file (`declarative.standalone`),
-    so both compile to the same snapshot. Rate policies, providers and plugins: the enabled ones."""
+    so both compile to the same snapshot. Rate policies, providers and plugins: the enabled
+    ones. `document_for` gives a service's OpenAPI document to the plugins that read it (a
+    data plane has none: no database of fetched documents)."""
     from proxy.plugin_chain import attach_plugins
 
-    services = attach_plugins([_service_entry(s) for s in services], list(plugin_configs), _openapi_document)
+    entries = [_service_entry(s) for s in services]
+    services = attach_plugins(entries, list(plugin_configs), document_for or _openapi_document)
     return Snapshot(
         version=version,
         services_by_prefix={s.prefix: s for s in services},

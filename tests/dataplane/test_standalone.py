@@ -76,3 +76,27 @@ def test_a_prefix_used_twice_and_an_unknown_reference_are_refused(demo):
     rules = {(problem.path, problem.rule) for problem in raised.value.problems}
     assert ("services[1].path_prefix", "duplicate") in rules
     assert ("rate_policies[0].service", "unknown_reference") in rules
+
+
+def test_the_files_plugins_compile_into_the_data_planes_chains_without_a_query(demo):
+    # Given: a file whose `plugins` put one service under maintenance, for one tenant only
+    document = yaml.safe_load(export_text())
+    document["plugins"] = [
+        {
+            "plugin": "request-termination",
+            "service": "sales",
+            "tenant": "bakery-madrid",
+            "enabled": True,
+            "priority": None,
+            "config": {"status_code": 503, "message": "Sales is under maintenance."},
+        }
+    ]
+    # When: it is compiled on its own
+    with CaptureQueriesContext(connection) as queries:
+        snapshot = compile_document(document, version=3)
+    # Then: without a query, sales carries the chain for that tenant and no other service does
+    assert len(queries) == 0, [q["sql"] for q in queries]
+    by_slug = {s.slug: s for s in snapshot.services}
+    sales = by_slug["sales"].plugins
+    assert sales is not None and sales.base is None and set(sales.by_tenant) == {"bakery-madrid"}
+    assert all(s.plugins is None for slug, s in by_slug.items() if slug != "sales")
