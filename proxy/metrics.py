@@ -152,6 +152,11 @@ class GatewayMetrics:
             "Seconds since this instance saw a config version it has not applied; 0 when current.",
             multiprocess_mode="max",
         )
+        self.snapshot_bytes = Gauge(
+            "gateway_snapshot_bytes",
+            "Estimated memory held by the registry snapshot this instance serves.",
+            multiprocess_mode="max",
+        )
         self.upstream_retries = Counter(
             "gateway_upstream_retries_total", "Retries of idempotent requests.", ["service"]
         )

@@ -175,6 +175,7 @@ class TenantEntry:
     grace_ends_at: float
     ip_allow: tuple = ()
     ip_deny: tuple = ()
+    id: int = 0  # the tenant's primary key: a delta finds its entry after a slug change
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,6 +427,7 @@ def _tenant_entry(tenant) -> TenantEntry:
         grace_ends_at=grace_ends_at,
         ip_allow=_networks(tenant.ip_allow),
         ip_deny=_networks(tenant.ip_deny),
+        id=tenant.pk,
     )
 
 

@@ -1,0 +1,79 @@
+"""How much memory a snapshot holds, for `gateway_snapshot_bytes` and the scale bench.
+
+A deep `sys.getsizeof` walk that counts each object once (shared entries, interned
+strings and the empty frozenset are counted where first met). It is an estimate of what
+the snapshot keeps alive, not of the allocator's overhead; it runs off the event loop.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+
+__all__ = ["deep_size", "entry_size", "estimate_bytes"]
+
+_LEAVES = (str, bytes, int, float, bool, type(None))
+# Entries measured per table: the estimate stays a few milliseconds at 100,000 API keys.
+SAMPLE_ENTRIES = 200
+
+
+def deep_size(root: object, seen: set[int] | None = None) -> int:
+    """Bytes of `root` and everything it references that `seen` does not hold yet."""
+    seen = set() if seen is None else seen
+    total = 0
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        total += sys.getsizeof(obj)
+        if not isinstance(obj, _LEAVES):
+            stack.extend(_children(obj))
+    return total
+
+
+def entry_size(entry: object) -> int:
+    """One snapshot entry on its own (what a delta adds or frees, approximately)."""
+    return deep_size(entry)
+
+
+def estimate_bytes(snapshot: object) -> int:
+    """The snapshot's memory: small parts measured whole, a large table as its size times the
+    mean deep size of a sample of its entries (every field, including ones added later)."""
+    total = sys.getsizeof(snapshot)
+    for name in _field_names(snapshot):
+        value = getattr(snapshot, name)
+        if isinstance(value, dict) and len(value) > SAMPLE_ENTRIES:
+            total += _table_estimate(value)
+        else:
+            total += deep_size(value)
+    return total
+
+
+def _table_estimate(table: dict) -> int:
+    step = len(table) // SAMPLE_ENTRIES
+    sample = [item for index, item in enumerate(table.items()) if index % step == 0][:SAMPLE_ENTRIES]
+    mean = sum(deep_size(key) + deep_size(value) for key, value in sample) / len(sample)
+    return sys.getsizeof(table) + int(mean * len(table))
+
+
+def _field_names(obj: object) -> list[str]:
+    fields = getattr(obj, "__dataclass_fields__", None)
+    return list(fields) if fields is not None else list(vars(obj))
+
+
+def _children(obj: object) -> Iterable[object]:
+    if isinstance(obj, dict):
+        yield from obj.keys()
+        yield from obj.values()
+    elif isinstance(obj, tuple | list | frozenset | set):
+        yield from obj
+    else:
+        for cls in type(obj).__mro__:
+            slots = getattr(cls, "__slots__", ())
+            for name in (slots,) if isinstance(slots, str) else slots:
+                value = getattr(obj, name, None)
+                if value is not None:
+                    yield value
+        yield from getattr(obj, "__dict__", {}).values()
