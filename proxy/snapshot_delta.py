@@ -32,7 +32,7 @@ from proxy.snapshot import (
     _service_entry,
     _tenant_entry,
 )
-from proxy.snapshot_size import estimate_bytes
+from proxy.snapshot_size import SizeModel, estimate_bytes, size_model
 from registry.choices import ChangeKind
 
 __all__ = ["SnapshotIndex", "SnapshotUpdate", "SnapshotUpdater", "pending_changes"]
@@ -294,6 +294,7 @@ class SnapshotUpdater:
     def __init__(self) -> None:
         self._base: Snapshot | None = None
         self._index: SnapshotIndex | None = None
+        self._sizes = SizeModel()
 
     def next(self, current: Snapshot, force: bool = False) -> SnapshotUpdate:
         if not force and current is self._base and self._index is not None:
@@ -309,7 +310,8 @@ class SnapshotUpdater:
         snapshot = snapshot_module.compile_snapshot()  # looked up now: tests replace it
         self._index = SnapshotIndex.of(snapshot)
         self._base = snapshot
-        return SnapshotUpdate(snapshot, full=True, size_bytes=estimate_bytes(snapshot))
+        self._sizes = size_model(snapshot)
+        return SnapshotUpdate(snapshot, full=True, size_bytes=estimate_bytes(snapshot, self._sizes))
 
     def _delta(self, current: Snapshot, rows: list[tuple[int, str, int]]) -> SnapshotUpdate:
         version = rows[-1][0]
@@ -329,5 +331,5 @@ class SnapshotUpdater:
             services=tuple(draft.touched.values()),
             removed_targets=frozenset(draft.removed_targets),
             changes=len(rows),
-            size_bytes=estimate_bytes(snapshot),
+            size_bytes=estimate_bytes(snapshot, self._sizes),
         )

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from itertools import islice
 
-__all__ = ["deep_size", "entry_size", "estimate_bytes"]
+__all__ = ["SizeModel", "deep_size", "estimate_bytes", "size_model"]
 
 _LEAVES = (str, bytes, int, float, bool, type(None))
 # Entries measured per table: the estimate stays a few milliseconds at 100,000 API keys.
@@ -33,29 +35,43 @@ def deep_size(root: object, seen: set[int] | None = None) -> int:
     return total
 
 
-def entry_size(entry: object) -> int:
-    """One snapshot entry on its own (what a delta adds or frees, approximately)."""
-    return deep_size(entry)
+@dataclass(frozen=True, slots=True)
+class SizeModel:
+    """Mean bytes per entry of each large table, measured once per full build: a delta then
+    prices the snapshot by its tables' lengths instead of walking them again."""
+
+    means: dict[str, float] = field(default_factory=dict)
 
 
-def estimate_bytes(snapshot: object) -> int:
-    """The snapshot's memory: small parts measured whole, a large table as its size times the
-    mean deep size of a sample of its entries (every field, including ones added later)."""
-    total = sys.getsizeof(snapshot)
+def size_model(snapshot: object) -> SizeModel:
+    means = {}
     for name in _field_names(snapshot):
         value = getattr(snapshot, name)
         if isinstance(value, dict) and len(value) > SAMPLE_ENTRIES:
-            total += _table_estimate(value)
+            means[name] = _mean_entry(value)
+    return SizeModel(means)
+
+
+def estimate_bytes(snapshot: object, model: SizeModel | None = None) -> int:
+    """The snapshot's memory: small parts measured whole, each large table as its length
+    times the mean deep size of a sample of its entries (every field, including ones added
+    later)."""
+    model = size_model(snapshot) if model is None else model
+    total = sys.getsizeof(snapshot)
+    for name in _field_names(snapshot):
+        value = getattr(snapshot, name)
+        mean = model.means.get(name)
+        if mean is not None and isinstance(value, dict):
+            total += sys.getsizeof(value) + int(mean * len(value))
         else:
             total += deep_size(value)
     return total
 
 
-def _table_estimate(table: dict) -> int:
-    step = len(table) // SAMPLE_ENTRIES
-    sample = [item for index, item in enumerate(table.items()) if index % step == 0][:SAMPLE_ENTRIES]
-    mean = sum(deep_size(key) + deep_size(value) for key, value in sample) / len(sample)
-    return sys.getsizeof(table) + int(mean * len(table))
+def _mean_entry(table: dict) -> float:
+    step = max(1, len(table) // SAMPLE_ENTRIES)
+    sample = list(islice(table.items(), 0, None, step))[:SAMPLE_ENTRIES]
+    return sum(deep_size(key) + deep_size(value) for key, value in sample) / len(sample)
 
 
 def _field_names(obj: object) -> list[str]:
