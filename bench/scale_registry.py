@@ -112,8 +112,9 @@ def empty_scale_registry() -> None:
     """Remove everything `grow_registry` made, with raw deletes (no signals, no cascade walk)."""
     from registry.config_version import bump_config_version
     from registry.models import ApiKey, Service, ServiceVersion, Target
-    from tenancy.models import Subscription, Tenant
+    from tenancy.models import AuditEvent, Subscription, Tenant
 
+    AuditEvent.objects.filter(tenant__slug__startswith=SLUG).update(tenant=None)  # the trail stays
     for queryset in (
         ApiKey.objects.filter(tenant__slug__startswith=SLUG),
         Subscription.objects.filter(tenant__slug__startswith=SLUG),

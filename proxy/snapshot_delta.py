@@ -4,11 +4,12 @@ Every config bump writes a `ConfigChange` row (kind, key) in its own transaction
 instance serving version N reads the rows after N, fetches only those objects (a service
 with its targets and versions, a tenant with its subscription, one API key, the few rate
 policies or identity providers) and builds the next snapshot by structural sharing: the
-tables a change touches are copied and patched, every other table and every untouched
-entry is the same object as before. A full rebuild remains for start-up, for a forced
-refresh, and whenever the log cannot be trusted: a version without rows (pruned, or a
-bump made outside the log), a change of a kind this module does not know (`ALL`, or a
-model another feature adds), or more changes than a rebuild would cost.
+tables a change touches are copied and patched (the API-key table by one of its 256
+shards), every other table and every untouched entry is the same object as before. A full
+rebuild remains for start-up, for a forced refresh, and whenever the log cannot be
+trusted: a version without rows (pruned, or a bump made outside the log), a change of a
+kind this module does not know (`ALL`, or a model another feature adds), or more changes
+than a rebuild would cost.
 
 All of this runs in the watcher's database thread, never on the event loop.
 """
@@ -21,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from proxy import snapshot as snapshot_module
+from proxy.sharded_table import ShardedTable, ShardedTableDraft
 from proxy.snapshot import (
     _VERSIONED_PREFIX,
     CompileError,
@@ -37,6 +39,8 @@ from registry.choices import ChangeKind
 
 __all__ = ["SnapshotIndex", "SnapshotUpdate", "SnapshotUpdater", "pending_changes"]
 
+# Tables big enough that copying them per change shows (100,000 API keys: ~13 ms a copy).
+SHARDED = ("api_keys",)
 # Past this many changes behind, one full rebuild is cheaper than fetching them one by one.
 MAX_DELTA_CHANGES = 2_000
 
@@ -123,9 +127,10 @@ class _Draft:
     reload_policies: bool = False
     reload_providers: bool = False
 
-    def table(self, name: str) -> dict:
+    def table(self, name: str):
         if name not in self.tables:
-            self.tables[name] = dict(getattr(self.base, name))
+            base = getattr(self.base, name)
+            self.tables[name] = base.draft() if isinstance(base, ShardedTable) else dict(base)
         return self.tables[name]
 
     def finish(self, version: int) -> Snapshot:
@@ -135,7 +140,11 @@ class _Draft:
             self.tables["identity_providers"] = _identity_providers()
         if self.regroup:
             self.tables["version_prefixes"] = self._version_prefixes()
-        return replace(self.base, version=version, built_at=time.time(), **self.tables)
+        tables = {
+            name: table.finish() if isinstance(table, ShardedTableDraft) else table
+            for name, table in self.tables.items()
+        }
+        return replace(self.base, version=version, built_at=time.time(), **tables)
 
     def _version_prefixes(self) -> dict[str, tuple[str, str]]:
         """Recompute the aliases of the groups a service change touched, like the full compile."""
@@ -308,6 +317,7 @@ class SnapshotUpdater:
     def _full(self) -> SnapshotUpdate:
         self._base = self._index = None
         snapshot = snapshot_module.compile_snapshot()  # looked up now: tests replace it
+        snapshot = replace(snapshot, **{name: ShardedTable.of(getattr(snapshot, name)) for name in SHARDED})
         self._index = SnapshotIndex.of(snapshot)
         self._base = snapshot
         self._sizes = size_model(snapshot)

@@ -8,7 +8,7 @@ the snapshot keeps alive, not of the allocator's overhead; it runs off the event
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
 
@@ -47,7 +47,7 @@ def size_model(snapshot: object) -> SizeModel:
     means = {}
     for name in _field_names(snapshot):
         value = getattr(snapshot, name)
-        if isinstance(value, dict) and len(value) > SAMPLE_ENTRIES:
+        if isinstance(value, Mapping) and len(value) > SAMPLE_ENTRIES:
             means[name] = _mean_entry(value)
     return SizeModel(means)
 
@@ -61,14 +61,20 @@ def estimate_bytes(snapshot: object, model: SizeModel | None = None) -> int:
     for name in _field_names(snapshot):
         value = getattr(snapshot, name)
         mean = model.means.get(name)
-        if mean is not None and isinstance(value, dict):
-            total += sys.getsizeof(value) + int(mean * len(value))
+        if mean is not None and isinstance(value, Mapping):
+            total += _container_bytes(value) + int(mean * len(value))
         else:
             total += deep_size(value)
     return total
 
 
-def _mean_entry(table: dict) -> float:
+def _container_bytes(table: Mapping) -> int:
+    """The table's own hash tables (a sharded table's shards), without the entries."""
+    shards = getattr(table, "shards", None)
+    return sys.getsizeof(table) + (sum(sys.getsizeof(s) for s in shards) if shards else 0)
+
+
+def _mean_entry(table: Mapping) -> float:
     step = max(1, len(table) // SAMPLE_ENTRIES)
     sample = list(islice(table.items(), 0, None, step))[:SAMPLE_ENTRIES]
     return sum(deep_size(key) + deep_size(value) for key, value in sample) / len(sample)

@@ -415,3 +415,7 @@ def test_a_delta_shares_every_table_and_entry_it_did_not_change():
     assert after.tenants is before.tenants and after.rate_policies is before.rate_policies
     assert after.api_keys is not before.api_keys and len(after.api_keys) == len(before.api_keys) + 1
     assert all(after.api_keys[key_hash] is entry for key_hash, entry in before.api_keys.items())
+    copied = [
+        new for new, old in zip(after.api_keys.shards, before.api_keys.shards, strict=True) if new is not old
+    ]
+    assert len(copied) == 1  # the key's shard; the other 255 are shared
