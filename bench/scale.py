@@ -14,6 +14,7 @@ Prints the figures and writes `bench/results/scale-<time>.json`.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import secrets
@@ -107,6 +108,7 @@ def measure_compile() -> tuple[dict, object]:
 
     return {
         "full_compile_seconds": round(seconds, 2),
+        "full_install_longest_loop_turn_ms": round(asyncio.run(longest_loop_turn(update)) * 1000, 1),
         "snapshot_bytes_estimate": update.size_bytes,
         "snapshot_bytes_deep_walk": exact,
         "deep_walk_seconds": round(walk_seconds, 2),
@@ -114,6 +116,31 @@ def measure_compile() -> tuple[dict, object]:
         "bytes_per_tenant": mean_entry(snapshot.tenants),
         "bytes_per_api_key": mean_entry(snapshot.api_keys),
     }, (updater, snapshot)
+
+
+async def longest_loop_turn(update) -> float:
+    """Install a full snapshot on a runtime as the watcher does, on the event loop: the
+    longest the loop went without a turn meanwhile (its resets and gauges come in slices)."""
+    from proxy.runtime import Runtime
+
+    runtime, longest, installed = Runtime(), 0.0, asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal longest
+        last = time.perf_counter()
+        while not installed.is_set():
+            await asyncio.sleep(0)
+            now = time.perf_counter()
+            longest, last = max(longest, now - last), now
+
+    ticking = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    runtime.install_update(update)
+    while runtime._installing is not None:  # the slices still to apply
+        await asyncio.sleep(0.001)
+    installed.set()
+    await ticking
+    return longest
 
 
 class Changes:
@@ -248,6 +275,18 @@ def measure_p99(changes: Changes, second: str, seconds: float) -> dict:
     }
 
 
+def measure_p99_during_full_rebuild(second: str, seconds: float) -> dict:
+    """A change of unknown kind makes every instance rebuild whole (as after a gap): wrk runs
+    meanwhile, so the figure shows what the rebuild thread costs the event loop."""
+    from bench.wrk import run_wrk
+    from registry.config_version import bump_config_version
+
+    url, headers = f"{second}/api/v1/{service_slug(2)}/items", {"X-API-Key": api_key_secret(2)}
+    bump_config_version()
+    during = run_wrk(url, 16, seconds, headers)
+    return {k: during[k] for k in ("rps", "p50_ms", "p99_ms", "non_2xx")}
+
+
 def measure_delta_costs(updater, snapshot, changes: Changes) -> dict:
     """One delta per change kind in this process: what an instance spends applying it."""
     costs = {}
@@ -303,6 +342,8 @@ def run(args) -> dict:
         print(f"  p99: {json.dumps(results['p99'])}", flush=True)
         results["instance_snapshot_bytes"] = snapshot_bytes_metric(second)
         changes.clean_up()
+        results["p99"]["during_full_rebuild"] = measure_p99_during_full_rebuild(second, args.seconds)
+        print(f"  p99 during a full rebuild: {json.dumps(results['p99']['during_full_rebuild'])}", flush=True)
     finally:
         children.stop_all()
     return results

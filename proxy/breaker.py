@@ -218,6 +218,10 @@ class BreakerRegistry:
             self._reset_marks.pop(gone, None)
             self._breakers.pop(gone, None)
 
+    def known_targets(self) -> set[int]:
+        """Targets whose reset marks are held (those of the snapshot last applied)."""
+        return set(self._reset_marks)
+
     def noteworthy(self) -> dict[str, dict]:
         """Breakers that are not plainly closed, by target id: what the instance publishes."""
         return {

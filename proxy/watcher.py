@@ -123,7 +123,7 @@ class ControlPlaneWatcher:
             if not force and not self._due(version):
                 return
             # A delta when the change log allows it, else the full rebuild (SPEC section 23).
-            update = await self.run_in_db_thread(self.updater.next, self.runtime.snapshot, force)
+            update = await self.run_in_db_thread(self.updater.next, self.runtime.snapshot, force, version)
         except CompileError as exc:
             self._reachable()
             self._compile_failed(exc, version)

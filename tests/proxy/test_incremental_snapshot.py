@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from proxy.snapshot import Snapshot, compile_snapshot
 from proxy.snapshot_delta import SnapshotUpdater
+from registry.config_version import current_config_version
 
 FUZZ_OPERATIONS = 300
 SEED = 20261206
@@ -392,8 +393,9 @@ def test_queries_per_change_are_bounded_by_the_change_not_the_registry(change, s
     make_change, expected_queries = CHANGES[change]
 
     make_change()
+    announced = current_config_version()  # the watcher reads it from Redis
     with CaptureQueriesContext(connection) as queries:
-        update = updater.next(before)
+        update = updater.next(before, newest=announced)
 
     assert not update.full
     assert len(queries) == expected_queries, [q["sql"][:120] for q in queries]
@@ -419,3 +421,95 @@ def test_a_delta_shares_every_table_and_entry_it_did_not_change():
         new for new, old in zip(after.api_keys.shards, before.api_keys.shards, strict=True) if new is not old
     ]
     assert len(copied) == 1  # the key's shard; the other 255 are shared
+
+
+# --- when the log cannot be trusted ---------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_folded_declarative_apply_is_one_version_applied_as_one_delta():
+    from bench.scale_registry import ScaleSize, grow_registry
+    from registry.config_version import fold_versions_since
+
+    grow_registry(ScaleSize(20, 10, 50), "http://127.0.0.1:9")
+    updater = SnapshotUpdater()
+    before = start(updater)
+
+    with transaction.atomic():  # what `gateway_config apply` does with its saves
+        version = current_config_version()
+        toggle_read_only()
+        new_api_key()
+        new_service()
+        fold_versions_since(version)
+    update = updater.next(before)
+
+    assert not update.full and update.snapshot.version == version + 1
+    assert_same_snapshot(update.snapshot, compile_snapshot())
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("gap", ["bump without rows", "rows pruned", "change of kind all"])
+def test_a_log_that_cannot_be_trusted_falls_back_to_a_full_rebuild(gap):
+    from django.db.models import F
+
+    from bench.scale_registry import ScaleSize, grow_registry
+    from registry.config_version import bump_config_version
+    from registry.models import ConfigChange, ConfigState
+
+    grow_registry(ScaleSize(20, 10, 50), "http://127.0.0.1:9")
+    updater = SnapshotUpdater()
+    before = start(updater)
+
+    new_api_key()
+    if gap == "bump without rows":
+        toggle_read_only()
+        ConfigState.objects.update(version=F("version") + 1)
+    elif gap == "rows pruned":
+        toggle_read_only()
+        ConfigChange.objects.filter(version=before.version + 1).delete()
+    else:
+        bump_config_version()  # bulk inserts, or a model without a delta handler
+    update = updater.next(before)
+
+    assert update.full
+    assert_same_snapshot(update.snapshot, compile_snapshot())
+    assert len(update.snapshot.api_keys) == len(before.api_keys) + 1
+
+
+# --- installing a large snapshot on the event loop ------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_large_full_install_applies_gauges_in_slices_between_loop_turns(monkeypatch):
+    import asyncio
+
+    from prometheus_client import REGISTRY
+
+    from bench.scale_registry import ScaleSize, grow_registry
+    from proxy.runtime import Runtime
+    from registry.models import Target
+
+    monkeypatch.setattr("proxy.runtime.INSTALL_SLICE_SERVICES", 10)
+    grow_registry(ScaleSize(45, 5, 5), "http://127.0.0.1:9")
+    Target.objects.filter(service__slug="scale-s44").update(healthy=False)
+    update = SnapshotUpdater().next(Snapshot(version=-1))
+    last = update.snapshot.services_by_prefix["/api/v1/scale-s44"]
+
+    def health_gauge():
+        labels = {"service": last.slug, "target": last.targets[0].label}
+        return REGISTRY.get_sample_value("gateway_service_health", labels)
+
+    async def install() -> tuple[bool, int]:
+        runtime = Runtime()
+        runtime.install_update(update)
+        pending = runtime._installing is not None  # the slices run on later loop turns
+        turns = 0
+        while runtime._installing is not None:
+            await asyncio.sleep(0)
+            turns += 1
+        return pending, turns
+
+    pending, turns = asyncio.run(install())
+
+    assert pending and turns >= 5  # install() returned first; 45 services took 5 slices
+    assert health_gauge() == 0  # the last slice ran: the unhealthy target's gauge says so
