@@ -340,7 +340,8 @@ def run(args) -> dict:
         print(f"  propagation to a second instance: {json.dumps(results['propagation'])}", flush=True)
         results["p99"] = measure_p99(changes, second, args.seconds)
         print(f"  p99: {json.dumps(results['p99'])}", flush=True)
-        results["instance_snapshot_bytes"] = snapshot_bytes_metric(second)
+        print(f"  second instance: {json.dumps(instance_metrics(second))}", flush=True)
+        results["second_instance"] = instance_metrics(second)
         changes.clean_up()
         results["p99"]["during_full_rebuild"] = measure_p99_during_full_rebuild(second, args.seconds)
         print(f"  p99 during a full rebuild: {json.dumps(results['p99']['during_full_rebuild'])}", flush=True)
@@ -365,13 +366,17 @@ def start_instance(children, env: dict, log, name: str) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def snapshot_bytes_metric(base: str) -> float | None:
+def instance_metrics(base: str) -> dict[str, float]:
+    """The snapshot's size and how the instance applied its updates (delta or full)."""
     import httpx
 
-    for line in httpx.get(f"{base}/metrics", timeout=10).text.splitlines():
-        if line.startswith("gateway_snapshot_bytes"):
-            return float(line.split()[-1])
-    return None
+    wanted = ("gateway_snapshot_bytes", "gateway_config_updates_total")
+    return {
+        name: float(value)
+        for line in httpx.get(f"{base}/metrics", timeout=10).text.splitlines()
+        if line.startswith(wanted)
+        for name, value in [line.rsplit(" ", 1)]
+    }
 
 
 def main(argv=None) -> int:

@@ -152,6 +152,11 @@ class GatewayMetrics:
             "Seconds since this instance saw a config version it has not applied; 0 when current.",
             multiprocess_mode="max",
         )
+        self.config_updates = Counter(
+            "gateway_config_updates_total",
+            "Snapshot updates installed: `delta` (the changed entries) or `full` (a whole rebuild).",
+            ["kind"],
+        )
         self.snapshot_bytes = Gauge(
             "gateway_snapshot_bytes",
             "Estimated memory held by the registry snapshot this instance serves.",

@@ -293,6 +293,7 @@ class Runtime:
         """Install what the watcher produced; a delta refreshes only the services it touched,
         so applying one change on the event loop costs that change, not the registry."""
         self.metrics.snapshot_bytes.set(update.size_bytes)
+        self.metrics.config_updates.labels("full" if update.full else "delta").inc()
         if update.full:
             self.install(update.snapshot)
             return
