@@ -7,7 +7,8 @@ it bulk-creates 20,000 services, 5,000 tenants and 100,000 API keys, then report
 - propagation to a second gateway instance of a read-only toggle, a new API key, a deleted
   API key and a new service (median and max over several, each timed from the save until
   the second instance answers differently);
-- p99 of proxied requests (wrk) while changes are saved every 100 ms, against idle.
+- p99 of proxied requests (wrk) while a change is saved every 100 ms, against idle, in
+  three interleaved rounds; and p99 while both instances rebuild their whole snapshot.
 Prints the figures and writes `bench/results/scale-<time>.json`.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import secrets
@@ -33,6 +35,7 @@ FULL = ScaleSize(services=20_000, tenants=5_000, api_keys=100_000)
 QUICK = ScaleSize(services=2_000, tenants=500, api_keys=10_000)
 PROPAGATION_TIMEOUT_SECONDS = 10
 BURST_INTERVAL_SECONDS = 0.1
+P99_ROUNDS = 3
 STARTUP_TIMEOUT_SECONDS = 300
 
 
@@ -40,7 +43,7 @@ def parse_args(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Config propagation at SPEC 23's registry sizes.")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK} instead of {FULL}")
     parser.add_argument("--attempts", type=int, default=5, help="propagation samples per change kind")
-    parser.add_argument("--seconds", type=float, default=6, help="seconds per wrk run (idle, burst)")
+    parser.add_argument("--seconds", type=float, default=5, help="seconds per wrk run (idle, burst)")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_SCALE_DATABASE_URL", ""))
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"))
     return parser.parse_args(argv)
@@ -97,6 +100,7 @@ def measure_compile() -> tuple[dict, object]:
     started = time.perf_counter()
     update = updater.next(Snapshot(version=-1))
     seconds = time.perf_counter() - started
+    gc.freeze()  # what an instance does with its snapshot (proxy.runtime)
     snapshot = update.snapshot
     measured = time.perf_counter()
     exact = deep_size(snapshot)
@@ -240,39 +244,55 @@ def measure_propagation(changes: Changes, second: str, attempts: int) -> dict:
 
 
 def measure_p99(changes: Changes, second: str, seconds: float) -> dict:
-    """wrk idle, then wrk while another thread saves a change every 100 ms."""
-    from django.db import connections
-
+    """wrk idle and wrk while another thread saves a change every 100 ms (a read-only toggle
+    or a new API key, in turn), in interleaved rounds so the machine's drift cancels."""
     from bench.wrk import run_wrk
 
     url, headers = f"{second}/api/v1/{service_slug(2)}/items", {"X-API-Key": api_key_secret(2)}
     run_wrk(url, 16, 1, headers)  # warm-up
-    idle = run_wrk(url, 16, seconds, headers)
-    stop, saved = threading.Event(), []
+    idle, busy, saved = [], [], []
+    for _round in range(P99_ROUNDS):
+        idle.append(run_wrk(url, 16, seconds, headers))
+        busy.append(_wrk_during_changes(changes, url, headers, seconds, saved))
+    changes.read_only_toggle(3, on=False)
+    figures = {"idle": _median_run(idle), "during_changes": _median_run(busy)}
+    return {
+        **figures,
+        "rounds": {"idle_p99_ms": [r["p99_ms"] for r in idle], "busy_p99_ms": [r["p99_ms"] for r in busy]},
+        "changes_saved": len(saved),
+        "p99_ratio": round(figures["during_changes"]["p99_ms"] / figures["idle"]["p99_ms"], 2),
+    }
+
+
+def _wrk_during_changes(changes: Changes, url: str, headers: dict, seconds: float, saved: list) -> dict:
+    from django.db import connections
+
+    from bench.wrk import run_wrk
+
+    stop = threading.Event()
 
     def burst() -> None:
-        attempt = 1_000
         while not stop.wait(BURST_INTERVAL_SECONDS):
-            changes.read_only_toggle(3, on=attempt % 2 == 0)  # tenant 3: not the probe's tenant
-            changes.new_api_key(attempt)
-            saved.extend(("read_only", "new_key"))
-            attempt += 1
+            attempt = 1_000 + len(saved)
+            if attempt % 2:
+                changes.read_only_toggle(3, on=attempt % 4 == 1)  # tenant 3: not the probe's
+            else:
+                changes.new_api_key(attempt)
+            saved.append(attempt)
         connections.close_all()
 
     worker = threading.Thread(target=burst, name="bench-burst")
     worker.start()
     try:
-        busy = run_wrk(url, 16, seconds, headers)
+        return run_wrk(url, 16, seconds, headers)
     finally:
         stop.set()
         worker.join()
-    changes.read_only_toggle(3, on=False)
-    return {
-        "idle": {k: idle[k] for k in ("rps", "p50_ms", "p99_ms", "non_2xx")},
-        "during_changes": {k: busy[k] for k in ("rps", "p50_ms", "p99_ms", "non_2xx")},
-        "changes_saved": len(saved),
-        "p99_ratio": round(busy["p99_ms"] / idle["p99_ms"], 2) if idle["p99_ms"] else None,
-    }
+
+
+def _median_run(runs: list[dict]) -> dict:
+    keys = ("rps", "p50_ms", "p99_ms", "non_2xx")
+    return {k: round(statistics.median(r[k] for r in runs), 2) for k in keys}
 
 
 def measure_p99_during_full_rebuild(second: str, seconds: float) -> dict:
