@@ -48,6 +48,7 @@ METRICS_FLUSH_SECONDS = 1.0
 # Services whose resets and gauges a full install applies per loop turn: at 20,000 services
 # applying them at once held the event loop for ~360 ms (make bench-scale).
 INSTALL_SLICE_SERVICES = 250
+FREEZE_SNAPSHOT_ENTRIES = 50_000
 GC_YOUNG_THRESHOLD = 20_000
 
 # (task name, factory): the factory gets the starting runtime and returns the coroutine to run,
@@ -64,6 +65,10 @@ def _freeze_startup_heap() -> None:
     # Requests make short-lived cycles (futures, tasks, exceptions): collecting the young
     # generation every 700 allocations (the default) measured ~10% of throughput.
     gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 50)
+
+
+def _entries(snapshot: Snapshot) -> int:
+    return len(snapshot.services_by_prefix) + len(snapshot.tenants) + len(snapshot.api_keys)
 
 
 def _on_a_loop() -> bool:
@@ -296,9 +301,11 @@ class Runtime:
         self.metrics.config_updates.labels("full" if update.full else "delta").inc()
         if update.full:
             self.install(update.snapshot)
-            # As at start-up: a million long-lived entries out of the collector's reach, or
-            # every full collection rescans them (about a second at 100,000 API keys).
-            gc.freeze()
+            if _entries(update.snapshot) >= FREEZE_SNAPSHOT_ENTRIES:
+                # As at start-up: a million long-lived objects out of the collector's reach, or
+                # every full collection rescans them (about a second at 100,000 API keys). Not
+                # for small registries: cyclic garbage alive at that moment is kept for good.
+                gc.freeze()
             return
         self.snapshot = update.snapshot
         marks = {t.id: t.breaker_reset_at for s in update.services for t in s.targets}
