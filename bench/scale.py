@@ -308,7 +308,13 @@ def measure_p99_during_full_rebuild(second: str, seconds: float) -> dict:
 
 
 def measure_delta_costs(updater, snapshot, changes: Changes) -> dict:
-    """One delta per change kind in this process: what an instance spends applying it."""
+    """One delta per change kind in this process: the time and database queries an instance
+    spends applying it (the version comes from Redis on an instance, so it is read first)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from registry.config_version import current_config_version
+
     costs = {}
     for name, change in (
         ("read_only_toggle", lambda: changes.read_only_toggle(4)),
@@ -317,9 +323,12 @@ def measure_delta_costs(updater, snapshot, changes: Changes) -> dict:
         ("new_service", lambda: changes.new_service(99_999)),
     ):
         change()
+        announced = current_config_version()
         started = time.perf_counter()
-        update = updater.next(snapshot)
-        costs[name] = {"ms": round((time.perf_counter() - started) * 1000, 1), "full": update.full}
+        with CaptureQueriesContext(connection) as queries:
+            update = updater.next(snapshot, newest=announced)
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+        costs[name] = {"ms": elapsed_ms, "queries": len(queries), "full": update.full}
         snapshot = update.snapshot
     changes.read_only_toggle(4, on=False)
     return costs

@@ -18,7 +18,23 @@ _MASK = SHARDS - 1
 _MISSING = object()
 
 
-class ShardedTable(Mapping):
+class _ShardLookups:
+    """Reads by key, the same for a built table and a draft: one shard, one dict lookup."""
+
+    __slots__ = ()
+    _shards: tuple[dict, ...] | list[dict]
+
+    def get(self, key, default=None):
+        return self._shards[hash(key) & _MASK].get(key, default)
+
+    def __getitem__(self, key):
+        return self._shards[hash(key) & _MASK][key]
+
+    def __contains__(self, key) -> bool:
+        return key in self._shards[hash(key) & _MASK]
+
+
+class ShardedTable(_ShardLookups, Mapping):
     """Immutable once built; `draft()` starts the next version, sharing every untouched shard."""
 
     __slots__ = ("_length", "_shards")
@@ -33,15 +49,6 @@ class ShardedTable(Mapping):
         for key, value in table.items():
             shards[hash(key) & _MASK][key] = value
         return cls(shards, len(table))
-
-    def get(self, key, default=None):
-        return self._shards[hash(key) & _MASK].get(key, default)
-
-    def __getitem__(self, key):
-        return self._shards[hash(key) & _MASK][key]
-
-    def __contains__(self, key) -> bool:
-        return key in self._shards[hash(key) & _MASK]
 
     def __len__(self) -> int:
         return self._length
@@ -70,8 +77,10 @@ class ShardedTable(Mapping):
         return ShardedTableDraft(self)
 
 
-class ShardedTableDraft:
+class ShardedTableDraft(_ShardLookups):
     """The next table being written: a shard is copied the first time a write touches it."""
+
+    __slots__ = ("_copied", "_length", "_shards")
 
     def __init__(self, base: ShardedTable) -> None:
         self._shards = list(base.shards)
@@ -84,15 +93,6 @@ class ShardedTableDraft:
             self._shards[index] = dict(self._shards[index])
             self._copied.add(index)
         return self._shards[index]
-
-    def get(self, key, default=None):
-        return self._shards[hash(key) & _MASK].get(key, default)
-
-    def __getitem__(self, key):
-        return self._shards[hash(key) & _MASK][key]
-
-    def __contains__(self, key) -> bool:
-        return key in self._shards[hash(key) & _MASK]
 
     def __setitem__(self, key, value) -> None:
         shard = self._writable(key)
