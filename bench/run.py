@@ -47,6 +47,8 @@ def parse_args(argv):
         help="also write bench/results/reference.{json,png} (the committed set)",
     )
     args, args.scale_argv = parser.parse_known_args(argv)
+    if args.scale_argv and not args.scale:
+        parser.error(f"unrecognized arguments: {' '.join(args.scale_argv)}")
     args.seconds = args.seconds or (2 if args.quick else 5)
     args.rounds = args.rounds or (2 if args.quick else 3)
     args.sse_clients = args.sse_clients or (2000 if args.quick else 10_000)
