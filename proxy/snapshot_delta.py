@@ -287,9 +287,9 @@ _HANDLERS: dict[str, Callable[[_Draft, int], None]] = {
 @contextmanager
 def _short_gil_slices():
     """While a long compile holds the GIL in this thread, the event loop waits up to the
-    switch interval each time it wants it back, several times per request: with the default
-    5 ms, requests during a full rebuild at 20,000 services ran at a fifteenth of their
-    rate (make bench-scale). A shorter interval for the rebuild's duration keeps them going."""
+    switch interval each time it wants it back, several times per request (5 ms by
+    default). A shorter interval for the rebuild's duration bounds that wait; the rebuild
+    still takes a core (make bench-scale: p99 during one is several times idle)."""
     previous = sys.getswitchinterval()
     sys.setswitchinterval(min(previous, REBUILD_SWITCH_INTERVAL_SECONDS))
     try:
