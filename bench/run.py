@@ -39,11 +39,18 @@ def parse_args(argv):
     parser.add_argument("--rounds", type=int, help="interleaved rounds per scenario")
     parser.add_argument("--sse-clients", type=int, help="concurrent SSE clients (default 10000)")
     parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="only the registry-at-scale scenario (bench/scale.py; its options after --)",
+    )
+    parser.add_argument(
         "--save-reference",
         action="store_true",
         help="also write bench/results/reference.{json,png} (the committed set)",
     )
-    args = parser.parse_args(argv)
+    args, args.scale_argv = parser.parse_known_args(argv)
+    if args.scale_argv and not args.scale:
+        parser.error(f"unrecognized arguments: {' '.join(args.scale_argv)}")
     args.seconds = args.seconds or (2 if args.quick else 5)
     args.rounds = args.rounds or (2 if args.quick else 3)
     args.sse_clients = args.sse_clients or (2000 if args.quick else 10_000)
@@ -265,6 +272,10 @@ def print_table(results: dict) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.scale:
+        from bench.scale import main as scale_main
+
+        return scale_main([a for a in args.scale_argv if a != "--"] + (["--quick"] if args.quick else []))
     if not wrk_available():
         print(
             "make bench needs wrk: sudo apt-get install wrk   (nginx is optional: sudo apt-get install nginx)"

@@ -23,6 +23,7 @@ from declarative.document import ConfigFileError, FileProblem, format_path, reso
 from declarative.export import canonical, file_value, sort_key
 from declarative.kinds import KINDS, TOP_LEVEL, Kind
 from declarative.schema import validate_shape
+from registry.config_version import fold_versions_since
 from registry.models import ConfigState
 from tenancy.audit.trail import audit_context
 
@@ -77,7 +78,7 @@ def apply_document(
             transaction.set_rollback(True)
         elif report.changes:
             # Each save bumped the version; instances must see one change, not one per row.
-            ConfigState.objects.update(version=version + 1)
+            fold_versions_since(version)
     return report
 
 

@@ -203,6 +203,10 @@ class BreakerRegistry:
 
     def apply_resets(self, marks: dict[int, float | None]) -> None:
         """Close breakers whose staff reset mark moved since the previous snapshot."""
+        self.apply_reset_changes(marks, set(self._reset_marks) - set(marks))
+
+    def apply_reset_changes(self, marks: dict[int, float | None], removed) -> None:
+        """The same for a delta: only the targets it touched, and the ones it removed."""
         for target_id, mark in marks.items():
             seen = target_id in self._reset_marks
             if seen and mark != self._reset_marks[target_id]:
@@ -210,9 +214,13 @@ class BreakerRegistry:
                 if breaker is not None:
                     breaker.reset()
             self._reset_marks[target_id] = mark
-        for gone in set(self._reset_marks) - set(marks):
+        for gone in removed:
             self._reset_marks.pop(gone, None)
             self._breakers.pop(gone, None)
+
+    def known_targets(self) -> set[int]:
+        """Targets whose reset marks are held (those of the snapshot last applied)."""
+        return set(self._reset_marks)
 
     def noteworthy(self) -> dict[str, dict]:
         """Breakers that are not plainly closed, by target id: what the instance publishes."""

@@ -157,6 +157,16 @@ class GatewayMetrics:
             "Plugin hooks that raised or ran past their timeout_ms (SPEC section 19).",
             ["plugin"],
         )
+        self.config_updates = Counter(
+            "gateway_config_updates_total",
+            "Snapshot updates installed: `delta` (the changed entries) or `full` (a whole rebuild).",
+            ["kind"],
+        )
+        self.snapshot_bytes = Gauge(
+            "gateway_snapshot_bytes",
+            "Estimated memory held by the registry snapshot this instance serves.",
+            multiprocess_mode="max",
+        )
         self.upstream_retries = Counter(
             "gateway_upstream_retries_total", "Retries of idempotent requests.", ["service"]
         )

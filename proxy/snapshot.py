@@ -195,6 +195,7 @@ class TenantEntry:
     ip_allow: tuple = ()
     ip_deny: tuple = ()
     quota: QuotaTerms | None = None
+    id: int = 0  # the tenant's primary key: a delta finds its entry after a slug change
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,6 +464,7 @@ def _tenant_entry(tenant) -> TenantEntry:
         ip_allow=_networks(tenant.ip_allow),
         ip_deny=_networks(tenant.ip_deny),
         quota=quota,
+        id=tenant.pk,
     )
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from django.conf import settings
 
 from gateway_project.core.broadcast import listen, prefixed
+from proxy.snapshot_delta import SnapshotUpdater
 from registry.config_version import CONFIG_CHANNEL, VERSION_KEY
 
 __all__ = ["ConfigStatus", "ControlPlaneWatcher"]
@@ -84,6 +85,7 @@ class ControlPlaneWatcher:
         self._next_database_check = 0.0
         self.status = ConfigStatus()
         self._retry_failed_at = 0.0
+        self.updater = SnapshotUpdater()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -113,14 +115,15 @@ class ControlPlaneWatcher:
     async def refresh(self, force: bool = False) -> None:
         """Rebuild the snapshot if the version moved; keep the old one if the database is down
         or the new version does not compile."""
-        from proxy.snapshot import CompileError, compile_snapshot
+        from proxy.snapshot import CompileError
 
         try:
             version = await self._read_version()
             self._saw(version)
             if not force and not self._due(version):
                 return
-            snapshot = await self.run_in_db_thread(compile_snapshot)
+            # A delta when the change log allows it, else the full rebuild (SPEC section 23).
+            update = await self.run_in_db_thread(self.updater.next, self.runtime.snapshot, force, version)
         except CompileError as exc:
             self._reachable()
             self._compile_failed(exc, version)
@@ -132,7 +135,8 @@ class ControlPlaneWatcher:
             self.runtime.control_plane_ok = False
             return
         self._reachable()
-        self.runtime.install(snapshot)
+        snapshot = update.snapshot
+        self.runtime.install_update(update)
         self._applied(snapshot.version)
         if version > snapshot.version:
             await self._correct_shared_version(snapshot.version)

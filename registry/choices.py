@@ -2,7 +2,7 @@
 
 from django.db import models
 
-__all__ = ["FailMode", "LoadBalancing", "Plan", "RateAlgorithm", "RateScope", "Role", "Scope"]
+__all__ = ["ChangeKind", "FailMode", "LoadBalancing", "Plan", "RateAlgorithm", "RateScope", "Role", "Scope"]
 
 
 class LoadBalancing(models.TextChoices):
@@ -50,3 +50,14 @@ class Plan(models.TextChoices):
     FREE = "free", "Free"
     STANDARD = "standard", "Standard"
     ENTERPRISE = "enterprise", "Enterprise"
+
+
+class ChangeKind(models.TextChoices):
+    """Which part of the data plane's snapshot a saved or deleted object changes (SPEC 23)."""
+
+    SERVICE = "service", "Service (with its targets and versions)"
+    TENANT = "tenant", "Tenant (with its subscription)"
+    API_KEY = "api_key", "API key"
+    RATE_POLICY = "rate_policy", "Rate policy"
+    IDENTITY_PROVIDER = "identity_provider", "Identity provider"
+    ALL = "all", "Everything (instances rebuild the whole snapshot)"

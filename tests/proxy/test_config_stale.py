@@ -57,14 +57,14 @@ def test_a_poisoned_value_keeps_the_last_snapshot_serving_and_says_which_object(
     errors_before = metric(gateway, "gateway_config_errors_total")
     caplog.set_level(logging.ERROR, logger="gateway.watcher")
 
-    # When: a value slips past validation straight into the database, and a later save
-    # (another service and its target, one version) moves the config version.
+    # When: a value slips past validation (save() without full_clean()), in the same
+    # transaction as another service and its target: one version. Instances apply a save
+    # as a delta of the objects it names, so the poisoned object is one of them.
     from django.db import transaction
 
-    from registry.models import Service
-
-    Service.objects.filter(pk=sales.pk).update(ip_allow=[BAD_NETWORK])
     with transaction.atomic():
+        sales.ip_allow = [BAD_NETWORK]
+        sales.save()
         make_service("orders", targets=[upstream.url])
     culprit = f"service {sales.pk} (sales)"
 
@@ -131,12 +131,10 @@ def dashboard_banner_shown(html: str) -> bool:
 
 
 def test_non_staff_see_no_banner_and_anonymous_no_detail(gateway, make_service, upstream, member_user):
-    from registry.models import Service
-
     sales = make_service("sales", targets=[upstream.url])
     gateway.sync()
-    Service.objects.filter(pk=sales.pk).update(ip_allow=[BAD_NETWORK])
-    make_service("orders")
+    sales.ip_allow = [BAD_NETWORK]
+    sales.save()  # past validation: save() without full_clean()
     wait_until(lambda: httpx.get(f"{gateway.url}/health").json()["config_stale"], timeout=5, message="stale")
     anonymous = httpx.get(f"{gateway.url}/api/v1/health/detailed")
     assert anonymous.status_code == 401
