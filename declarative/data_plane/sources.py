@@ -37,6 +37,7 @@ class FileSource:
         self.path = Path(path)
         self.version = 0
         self._digest: str | None = None
+        self._read_signature: tuple | None = None
         self.description = f"file://{path}"
 
     def _signature(self) -> tuple | None:
@@ -57,10 +58,16 @@ class FileSource:
                 wake()
 
     async def fetch(self, force: bool = False) -> LoadedConfig | None:
+        """The file, when it changed since it was last read (a stat first: the watcher asks
+        every poll, and a large file is not read for nothing)."""
+        signature = self._signature()
+        if not force and signature is not None and signature == self._read_signature:
+            return None
         try:
             raw = await asyncio.to_thread(self.path.read_bytes)
         except OSError as exc:
             raise SourceUnavailable(f"cannot read {self.path}: {exc.strerror or exc}") from exc
+        self._read_signature = signature
         digest = hashlib.sha256(raw).hexdigest()
         if digest == self._digest and not force:
             return None

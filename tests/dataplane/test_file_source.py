@@ -84,6 +84,9 @@ def test_a_file_fed_data_plane_proxies_follows_edits_and_keeps_its_last_good_con
         ready = plane.get("/health/ready")
         assert ready.status_code == 200 and ready.json()["database"] == "not_configured"
         assert plane.get("/health").json()["status"] == "ok"
+        # a token sent to /health gets the public shape: staff accounts live on the control plane
+        with_token = plane.get("/health", headers=bearer)
+        assert with_token.status_code == 200 and "config_error" not in with_token.json()
         assert plane.get("/admin/").status_code == 404  # logins and staff pages: the control plane's
         metrics = plane.get("/metrics").text
         assert metric_value(metrics, "gateway_config_errors_total") == 0
