@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from declarative.models import DataPlane
-from registry.config_version import current_config_version
+from registry.config_version import bump_config_version, current_config_version
 from registry.models import Target
 from tests.control_plane import admin_url
-from tests.dataplane.process import DataPlaneProcess, wait_until
+from tests.dataplane.process import DataPlaneProcess, metric_value, wait_until
 from tests.live import GatewayServer
 
 pytestmark = [pytest.mark.slow]
@@ -34,10 +34,7 @@ def control_plane(transactional_db, settings, demo):
 
 
 def point_every_target_at(url: str) -> None:
-    for target in Target.objects.all():
-        Target.objects.filter(pk=target.pk).update(url=url)  # .update(): no bump per row
-    from registry.config_version import bump_config_version
-
+    Target.objects.update(url=url)  # .update(): one version bump below, not one per row
     bump_config_version()
 
 
@@ -111,13 +108,33 @@ def test_a_data_plane_follows_its_control_plane_and_outlives_it(
         )
         print(f"admin change served by the data plane after {took:.3f}s")
 
+        # When a pushed config does not validate (a value written past the validators)
+        Target.objects.filter(pk=target.pk).update(url="ftp://not-a-target")
+        bump_config_version()
+        # Then the data plane refuses it, counts it and keeps routing as before
+        wait_until(
+            lambda: metric_value(plane.get("/metrics").text, "gateway_config_errors_total") == 1,
+            FOLLOW_SECONDS * 2,
+            "the invalid push was not counted",
+        )
+        second_upstream.clear()
+        assert plane.get("/api/v1/sales/echo", headers={"X-API-Key": demo_key}).status_code == 200
+        assert len(second_upstream.hits("/echo")) == 1
+        Target.objects.filter(pk=target.pk).update(url=second_upstream.url)
+        bump_config_version()
+
         # When the control plane stops
         control_plane.stop()
         second_upstream.clear()
-        # Then the data plane keeps serving its last config
+        # Then the data plane keeps serving its last config, and says its control plane is away
         assert plane.get("/api/v1/sales/echo", headers={"X-API-Key": demo_key}).status_code == 200
         assert len(second_upstream.hits("/echo")) == 1
         assert plane.get("/health/ready").status_code == 200
+        wait_until(
+            lambda: plane.get("/api/v1/status").json()["control_plane_reachable"] is False,
+            START_SECONDS,
+            "status does not say the control plane is unreachable",
+        )
     finally:
         plane.stop()
 
