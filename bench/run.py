@@ -4,7 +4,8 @@ Scenarios, all on this machine, measured with wrk in interleaved rounds so drift
 the upstream directly, a bare aiohttp reference proxy, nginx as a reverse proxy (when
 installed), and the gateway minimal (no auth, no limits), full (RS256 JWT, Redis rate
 limit that never rejects, metrics, JSON access log to a file), full without the rate
-limit (the limiter's cost), full with 2 workers, and minimal with the httpx client. Then
+limit (the limiter's cost), full with 2 workers, full on a data plane without a database
+(its registry from a file), and minimal with the httpx client. Then
 N concurrent SSE clients and one alert, and config propagation between two instances.
 """
 
@@ -23,6 +24,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.data_plane import data_plane_env
 from bench.processes import PYTHON, ROOT, ChildProcesses, free_port, raise_fd_limit
 from bench.wrk import run_wrk, wrk_available
 
@@ -159,6 +161,8 @@ def scenarios_for(args, peers: dict, gateways: dict, token: str) -> dict:
     scenarios["gateway-full"] = (gateways["full"] + "/api/v1/bench/items", auth)
     scenarios["gateway-full-no-ratelimit"] = (gateways["full"] + "/api/v1/nolimit/items", auth)
     scenarios["gateway-full-cached"] = (gateways["full"] + "/api/v1/cached/items", auth)
+    if "data-plane" in gateways:
+        scenarios["gateway-data-plane-full"] = (gateways["data-plane"] + "/api/v1/bench/items", auth)
     if "full-2-workers" in gateways:
         scenarios["gateway-full-2-workers"] = (
             gateways["full-2-workers"] + "/api/v1/bench/items",
@@ -219,6 +223,8 @@ def ratios(results: dict) -> dict:
     out["rate_limit_cost_us_per_request"] = round((1 / full - 1 / nolimit) * 1e6, 1)
     if "gateway-full-cached" in s:
         out["cached_over_full_rps"] = round(s["gateway-full-cached"]["c64"]["rps"] / full, 3)
+    if "gateway-data-plane-full" in s:
+        out["data_plane_over_full_rps"] = round(s["gateway-data-plane-full"]["c64"]["rps"] / full, 3)
     if "gateway-full-2-workers" in s:
         out["two_workers_over_one_rps"] = round(s["gateway-full-2-workers"]["c64"]["rps"] / full, 3)
     if "gateway-minimal-httpx" in s:
@@ -278,6 +284,8 @@ def main(argv=None) -> int:
         full_env = gateway_env(redis, ACCESS_LOG=str(SCRATCH / "access.log"))
         gateways["full"], full_process = start_gateway(children, "gateway-full", full_env, log)
         gateways["full-2-workers"], _ = start_gateway(children, "gateway-full-2w", full_env, log, workers=2)
+        dp_env = data_plane_env(full_env, SCRATCH)
+        gateways["data-plane"], _ = start_gateway(children, "gateway-data-plane", dp_env, log)
         if not args.quick:
             gateways["httpx"], _ = start_gateway(
                 children, "gateway-httpx", gateway_env(None, UPSTREAM_CLIENT="httpx"), log

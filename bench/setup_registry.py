@@ -56,6 +56,11 @@ def main() -> None:
     user, _ = User.objects.get_or_create(
         username="bench", defaults={"tenant": tenant, "role": "staff", "is_staff": True}
     )
+    from pathlib import Path
+
+    from bench.data_plane import write_data_plane_files
+
+    write_data_plane_files(Path(os.environ["GATEWAY_VAR_DIR"]))
     token = GatewayAccessToken(tokens_for_user(user)["access"])
     token.set_exp(lifetime=timedelta(hours=6))
     print(json.dumps({"token": str(token)}))
