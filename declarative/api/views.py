@@ -65,7 +65,7 @@ class ConfigExportView(APIView):
             OpenApiParameter("include_key_hashes", OpenApiTypes.BOOL, description="Add API-key hashes.")
         ],
         responses={
-            (200, YAML_CONTENT_TYPE): OpenApiTypes.STR,
+            (200, YAML_CONTENT_TYPE): OpenApiTypes.OBJECT,  # the file: a YAML mapping
             (200, "application/json"): OpenApiTypes.OBJECT,
         },
     )
