@@ -13,6 +13,7 @@ from gateway_project.dev import cluster, cluster_hybrid
 from tests.test_cluster import (  # noqa: F401  (fixtures: the run's own database and Redis)
     READY_TIMEOUT_SECONDS,
     STOP_TIMEOUT_SECONDS,
+    check_logout_crosses_instances,
     check_read_only_toggle_crosses_instances,
     cluster_database,
     cluster_env,
@@ -86,9 +87,10 @@ def test_make_cluster_hybrid_serves_from_data_planes_that_follow_the_control_pla
         assert rows == {"gateway-1": (True, True), "gateway-2": (True, True)}
 
         # And: read-only toggled in the control plane's admin holds on a data plane within 1 s.
-        check_read_only_toggle_crosses_instances(
-            control_plane, f"http://127.0.0.1:{base_port + 1}", owner, staff
-        )
+        data_plane = f"http://127.0.0.1:{base_port + 1}"
+        check_read_only_toggle_crosses_instances(control_plane, data_plane, owner, staff)
+        # And: a logout on the control plane rejects the token on a data plane within 1 s (Redis).
+        check_logout_crosses_instances(control_plane, data_plane)
 
         # When: Ctrl-C. Then: it exits cleanly and every child is gone.
         process.send_signal(signal.SIGINT)
