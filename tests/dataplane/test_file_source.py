@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
+from websockets.sync.client import connect
 
 from tests.dataplane.process import DataPlaneProcess, metric_value, wait_until
 from tests.declarative.conftest import export_text
@@ -80,6 +81,13 @@ def test_a_file_fed_data_plane_proxies_follows_edits_and_keeps_its_last_good_con
         hits = upstream.hits("/echo")
         assert [(h.path, h.query) for h in hits] == [("/echo", "x=1"), ("/echo", "")]
         assert {h.headers["x-tenant-id"] for h in hits} == {"bakery-madrid"}
+        # and the WebSocket door works the same way
+        with connect(
+            plane.url.replace("http://", "ws://") + "/api/v1/training/ws", additional_headers=bearer
+        ) as ws:
+            ws.send("hello")
+            assert ws.recv(timeout=5) == "hello"
+        assert upstream.hits("/ws")[0].headers["x-tenant-id"] == "bakery-madrid"
         # and health and metrics are served without a database
         ready = plane.get("/health/ready")
         assert ready.status_code == 200 and ready.json()["database"] == "not_configured"
