@@ -111,7 +111,7 @@ class _InMemoryRegistry:
             if (not f.editable and f.name not in kind.include) or f.is_relation
         ]
         if kind.name == "services":
-            instance.shadowed_services = list  # compares stored rows; see the module docstring
+            instance.shadowed_services = lambda: []  # compares stored rows; see the module docstring
         try:
             instance.clean_fields(exclude=skipped)
             if kind.name not in _MODEL_CLEAN_SKIPPED:

@@ -12,7 +12,7 @@ import pytest
 from declarative.models import DataPlane
 from registry.config_version import bump_config_version, current_config_version
 from registry.models import Target
-from tests.control_plane import admin_url
+from tests.control_plane import admin_url, assert_problem
 from tests.dataplane.process import DataPlaneProcess, metric_value, wait_until
 from tests.live import GatewayServer
 
@@ -54,6 +54,13 @@ def data_plane(tmp_path, control_plane_url: str) -> DataPlaneProcess:
         GATEWAY_DATA_PLANE_NAME="edge-1",
         DATA_PLANE_STATE_FILE=str(tmp_path / "state" / "edge-1.json"),
     )
+
+
+@pytest.mark.django_db
+def test_a_gateway_that_is_not_a_control_plane_serves_no_data_plane(client):
+    for path in ("/api/manage/cluster/config", "/api/manage/cluster/config/version?name=x&after=0"):
+        response = client.get(path, HTTP_AUTHORIZATION=f"Bearer {CLUSTER_TOKEN}")
+        assert_problem(response, 404, "NOT_FOUND")
 
 
 def test_the_cluster_endpoints_need_the_token(control_plane):
