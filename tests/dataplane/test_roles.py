@@ -80,3 +80,14 @@ def test_a_data_plane_loads_without_any_database_and_refuses_every_query(tmp_pat
     )
     assert result.returncode == 0, result.stderr
     assert "refused: This process runs without a database" in result.stdout
+
+
+def test_an_empty_database_url_counts_as_none_on_a_data_plane(tmp_path):
+    result = start(
+        GATEWAY_ROLE="data_plane",
+        GATEWAY_CONFIG_SOURCE=f"file://{tmp_path}/gateway.yaml",
+        GATEWAY_VAR_DIR=str(tmp_path),
+        DATABASE_URL="",  # what an orchestrator that cannot unset a variable passes
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "started"
