@@ -78,6 +78,8 @@ def test_the_cluster_endpoints_need_the_token(control_plane):
     # public keys only: no private member in any JWK
     assert config["jwks"]["keys"] and not any("d" in jwk for jwk in config["jwks"]["keys"])
     assert config["version"] == current_config_version()
+    # what a data plane does not need stays on the control plane
+    assert "notification_rules" not in config["document"] and config["document"]["tenants"]
 
 
 def test_a_data_plane_follows_its_control_plane_and_outlives_it(
