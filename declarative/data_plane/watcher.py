@@ -64,7 +64,10 @@ class ConfigSourceWatcher(ControlPlaneWatcher):
             if not self.runtime.snapshot.loaded:
                 await self._serve_persisted()
             return
-        self._source_back()
+        if self.source.problem:  # the long poll says the control plane is away
+            self._source_away(self.source.problem)
+        else:
+            self._source_back()
         if loaded is not None:
             await self._install(loaded)
 
@@ -93,7 +96,7 @@ class ConfigSourceWatcher(ControlPlaneWatcher):
                 persisted.version,
             )
 
-    def _source_away(self, exc: Exception) -> None:
+    def _source_away(self, exc: Exception | str) -> None:
         if not self._source_failing:
             logger.error("config source unavailable, serving the last config: %s", exc)
         self._source_failing = True

@@ -6,6 +6,8 @@ database; the data plane is a real process with no DATABASE_URL and only the clu
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -21,6 +23,7 @@ pytestmark = [pytest.mark.slow]
 CLUSTER_TOKEN = "cluster-token-for-tests-0123456789abcdef"
 FOLLOW_SECONDS = 1.0  # SPEC section 18: an admin change is served within 1 s
 START_SECONDS = 10.0
+STILL_DOWN_SECONDS = 1.5
 GRACEFUL_SECONDS = 1  # the long polls the stopped control plane still holds are cut
 
 
@@ -144,6 +147,8 @@ def test_a_data_plane_follows_its_control_plane_and_outlives_it(
             START_SECONDS,
             "status does not say the control plane is unreachable",
         )
+        time.sleep(STILL_DOWN_SECONDS)  # several polls later it still says so
+        assert plane.get("/api/v1/status").json()["control_plane_reachable"] is False
     finally:
         plane.stop()
 
@@ -155,5 +160,7 @@ def test_a_data_plane_follows_its_control_plane_and_outlives_it(
         response = restarted.get("/api/v1/sales/echo", headers={"X-API-Key": demo_key})
         assert response.status_code == 200, response.text
         assert len(second_upstream.hits("/echo")) == 1
+        time.sleep(STILL_DOWN_SECONDS)  # and it does not claim its control plane is back
+        assert restarted.get("/api/v1/status").json()["control_plane_reachable"] is False
     assert "serving persisted config" in restarted.log()
     assert "without a database" not in plane.log() + restarted.log()
