@@ -138,6 +138,15 @@ def test_a_file_fed_data_plane_proxies_follows_edits_and_keeps_its_last_good_con
         )
         assert plane.get("/health").json()["status"] == "degraded"
         assert plane.get("/health/ready").status_code == 200  # still in rotation (SPEC 16)
+
+        # When the file goes away, Then the data plane keeps serving and says its source is away
+        config_file.unlink()
+        wait_until(
+            lambda: plane.get("/api/v1/status").json()["control_plane_reachable"] is False,
+            FOLLOW_SECONDS * 2,
+            "status does not say the file is unavailable",
+        )
+        assert plane.get("/api/v1/sales/echo", headers={"X-API-Key": demo_key}).status_code == 200
     # and nothing on its paths tried to reach a database
     assert "without a database" not in plane.log()
     assert "services[0].targets[0].url" in plane.log()
