@@ -5,7 +5,8 @@ the upstream directly, a bare aiohttp reference proxy, nginx as a reverse proxy 
 installed), and the gateway minimal (no auth, no limits), full (RS256 JWT, Redis rate
 limit that never rejects, metrics, JSON access log to a file), full without the rate
 limit (the limiter's cost), full with 2 workers, full on a 3-master Redis Cluster instead
-of the single Redis, and minimal with the httpx client. Then
+of the single Redis, full on a data plane without a database (its registry from a file),
+and minimal with the httpx client. Then
 N concurrent SSE clients and one alert, and config propagation between two instances.
 """
 
@@ -24,6 +25,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.data_plane import data_plane_env
 from bench.processes import PYTHON, ROOT, ChildProcesses, free_port, raise_fd_limit
 from bench.redis_cluster import start_cluster
 from bench.wrk import run_wrk, wrk_available
@@ -171,6 +173,8 @@ def scenarios_for(args, peers: dict, gateways: dict, token: str, quota_token: st
     scenarios["gateway-full-quota"] = (gateways["full"] + "/api/v1/bench/items", quota_auth)
     scenarios["gateway-full-no-ratelimit"] = (gateways["full"] + "/api/v1/nolimit/items", auth)
     scenarios["gateway-full-cached"] = (gateways["full"] + "/api/v1/cached/items", auth)
+    if "data-plane" in gateways:
+        scenarios["gateway-data-plane-full"] = (gateways["data-plane"] + "/api/v1/bench/items", auth)
     if "full-2-workers" in gateways:
         scenarios["gateway-full-2-workers"] = (
             gateways["full-2-workers"] + "/api/v1/bench/items",
@@ -239,6 +243,8 @@ def ratios(results: dict) -> dict:
         out["quota_cost_us_per_request"] = round((1 / quota - 1 / full) * 1e6, 1)
     if "gateway-full-cached" in s:
         out["cached_over_full_rps"] = round(s["gateway-full-cached"]["c64"]["rps"] / full, 3)
+    if "gateway-data-plane-full" in s:
+        out["data_plane_over_full_rps"] = round(s["gateway-data-plane-full"]["c64"]["rps"] / full, 3)
     if "gateway-full-2-workers" in s:
         out["two_workers_over_one_rps"] = round(s["gateway-full-2-workers"]["c64"]["rps"] / full, 3)
     if "gateway-full-redis-cluster" in s:
@@ -314,6 +320,8 @@ def main(argv=None) -> int:
             gateways["full-redis-cluster"], _ = start_gateway(
                 children, "gateway-full-cluster", cluster_env, log
             )
+        dp_env = data_plane_env(full_env, SCRATCH)
+        gateways["data-plane"], _ = start_gateway(children, "gateway-data-plane", dp_env, log)
         if not args.quick:
             gateways["httpx"], _ = start_gateway(
                 children, "gateway-httpx", gateway_env(None, UPSTREAM_CLIENT="httpx"), log

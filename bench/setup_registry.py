@@ -68,6 +68,11 @@ def main() -> None:
     quota_user, _ = User.objects.get_or_create(
         username="bench-quota", defaults={"tenant": quota_tenant, "role": "staff", "is_staff": True}
     )
+    from pathlib import Path
+
+    from bench.data_plane import write_data_plane_files
+
+    write_data_plane_files(Path(os.environ["GATEWAY_VAR_DIR"]))
     print(json.dumps({"token": _long_lived(user), "quota_token": _long_lived(quota_user)}))
 
 

@@ -20,10 +20,10 @@ from django.db import models
 from django.db.models.query import QuerySet
 from django.utils import timezone
 
-from declarative.document import ConfigFileError, FileProblem, format_path, resolve_secret
+from declarative.document import ConfigFileError, FileProblem, format_path
 from declarative.kinds import KINDS, Kind
 from declarative.schema import validate_shape
-from declarative.sync import validation_problems
+from declarative.sync import assign_field, validation_problems
 from proxy.snapshot import Snapshot, assemble_snapshot
 
 __all__ = ["compile_document"]
@@ -93,15 +93,9 @@ class _InMemoryRegistry:
         return instance
 
     def assign(self, kind: Kind, instance, model_field: models.Field, entry: dict, where: Path) -> None:
-        value = entry[model_field.name] if model_field.name in entry else model_field.get_default()
         try:
-            if model_field.name in kind.references:
-                setattr(instance, model_field.name, self.reference(kind, model_field, value, where))
-            elif model_field.name in kind.secrets:
-                setattr(instance, model_field.attname, resolve_secret(value, format_path(where)))
-            else:
-                setattr(instance, model_field.attname, value)
-        except ConfigFileError as exc:
+            assign_field(kind, instance, model_field, entry, where, self.reference)
+        except ConfigFileError as exc:  # every bad value is reported, not only the first
             self.problems.extend(exc.problems)
 
     def reference(self, kind: Kind, model_field: models.Field, value, where: Path):
@@ -125,7 +119,7 @@ class _InMemoryRegistry:
             if (not f.editable and f.name not in kind.include) or f.is_relation
         ]
         if kind.name == "services":
-            instance.shadowed_services = list  # compares stored rows; see the module docstring
+            instance.shadowed_services = lambda: []  # compares stored rows; see the module docstring
         try:
             instance.clean_fields(exclude=skipped)
             if kind.name not in _MODEL_CLEAN_SKIPPED:

@@ -27,7 +27,7 @@ from registry.config_version import fold_versions_since
 from registry.models import ConfigState
 from tenancy.audit.trail import audit_context
 
-__all__ = ["Change", "ChangeReport", "apply_document", "validation_problems"]
+__all__ = ["Change", "ChangeReport", "apply_document", "assign_field", "validation_problems"]
 
 CREATED, UPDATED, DELETED = "created", "updated", "deleted"
 SECRET_CHANGED = "(new value)"
@@ -166,14 +166,7 @@ class _Applier:
     def assign(self, kind: Kind, instance: models.Model, entry: dict, path: Path) -> None:
         """Set every field the file carries; a field left out takes the model's default."""
         for model_field in kind.fields:
-            value = entry[model_field.name] if model_field.name in entry else model_field.get_default()
-            where = (*path, model_field.name)
-            if model_field.name in kind.references:
-                setattr(instance, model_field.name, self.reference(kind, model_field, value, where))
-            elif model_field.name in kind.secrets:
-                setattr(instance, model_field.attname, resolve_secret(value, format_path(where)))
-            else:
-                setattr(instance, model_field.attname, value)
+            assign_field(kind, instance, model_field, entry, (*path, model_field.name), self.reference)
 
     def reference(self, kind: Kind, model_field: models.Field, value, path: Path) -> models.Model | None:
         """The object a reference names, from the file (already applied) or the database."""
@@ -258,6 +251,20 @@ class _Applier:
             if value not in ("", None):
                 parts.append(str(value))
         return "/".join(parts)
+
+
+def assign_field(
+    kind: Kind, instance: models.Model, model_field, entry: dict, where: Path, reference
+) -> None:
+    """One field from its entry (or the model's default): a reference through `reference(kind,
+    field, value, where)`, a secret from its `${ENV}` name, anything else as written."""
+    value = entry[model_field.name] if model_field.name in entry else model_field.get_default()
+    if model_field.name in kind.references:
+        setattr(instance, model_field.name, reference(kind, model_field, value, where))
+    elif model_field.name in kind.secrets:
+        setattr(instance, model_field.attname, resolve_secret(value, format_path(where)))
+    else:
+        setattr(instance, model_field.attname, value)
 
 
 def validation_problems(kind: Kind, exc: ValidationError, path: Path) -> list[FileProblem]:

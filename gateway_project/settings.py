@@ -142,11 +142,12 @@ TEMPLATES = [
 
 # --- Stores -----------------------------------------------------------------------------
 
-DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'gateway.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 if DATA_PLANE_ONLY:  # any query fails loudly (gateway_project.core.no_database)
     DATABASE_URL = ""
     DATABASES = {"default": {"ENGINE": "gateway_project.core.no_database"}}
+else:
+    DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'gateway.sqlite3'}")
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several processes (gateway, Celery worker, beat) share the file in `make run`.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}

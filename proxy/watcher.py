@@ -161,16 +161,20 @@ class ControlPlaneWatcher:
         self.runtime.control_plane_ok = True
 
     def _compile_failed(self, exc, version: int) -> None:
-        """Keep serving; say once per failing version which object broke it, and count it."""
         failing = exc.version if exc.version is not None else version
         self._retry_failed_at = time.monotonic() + FAILED_VERSION_RETRY_SECONDS
+        self.config_refused(failing, exc, exc.subject)
+
+    def config_refused(self, failing: int, exc: Exception, subject: str = "") -> None:
+        """Keep serving; say once per failing version what broke it (`subject`: the object),
+        and count it. Also a data plane's way to refuse a config file (declarative/)."""
         if failing != self.status.failing_version:
             logger.error(
                 "config version %s does not compile, serving version %s: %s",
                 failing,
                 self.runtime.snapshot.version,
                 exc,
-                extra={"config_version": failing, "config_object": exc.subject},
+                extra={"config_version": failing, "config_object": subject},
             )
             self.runtime.metrics.config_errors.inc()
         since = self.status.behind_since if self.status.behind_since is not None else time.time()

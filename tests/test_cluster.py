@@ -264,20 +264,20 @@ def check_one_gateway_across_instances(base_port: int) -> None:
     check_logout_crosses_instances(first, second)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(READY_TIMEOUT_SECONDS + STOP_TIMEOUT_SECONDS + 60)
-def test_make_cluster_balances_two_instances_and_ctrl_c_stops_every_child(
-    tmp_path, cluster_database, cluster_redis
-):
-    # Given: free ports, a fresh var dir, its own database and Redis prefix.
-    redis_url, prefix = cluster_redis
-    upstream_count = len(demo_port_map(0))
-    upstream_base = free_port_block(upstream_count + cluster.DEFAULT_INSTANCES + 1)
-    base_port = upstream_base + upstream_count
-    front_port = base_port + cluster.DEFAULT_INSTANCES
+def cluster_env(
+    tmp_path,
+    database: str,
+    redis: tuple[str, str],
+    upstream_base: int,
+    base_port: int,
+    front_port: int,
+    **extra: str,
+) -> dict[str, str]:
+    """`make cluster`'s environment for one run: its own stores, var dir and ports."""
+    redis_url, prefix = redis
     env = {k: v for k, v in os.environ.items() if k not in INHERITED_TEST_SETTINGS}
     env.update(
-        DATABASE_URL=cluster_database,
+        DATABASE_URL=database,
         REDIS_URL=redis_url,
         CACHE_KEY_PREFIX=prefix,
         GATEWAY_VAR_DIR=str(tmp_path / "var"),
@@ -285,7 +285,12 @@ def test_make_cluster_balances_two_instances_and_ctrl_c_stops_every_child(
         CLUSTER_FRONT_PORT=str(front_port),
         DEMO_UPSTREAM_HOST="127.0.0.1",
         DEMO_UPSTREAM_BASE_PORT=str(upstream_base),
+        **extra,
     )
+    return env
+
+
+def start_cluster(env: dict[str, str]) -> tuple[subprocess.Popen, OutputReader]:
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway_project.dev.cluster"],
         cwd=BASE_DIR,
@@ -294,7 +299,32 @@ def test_make_cluster_balances_two_instances_and_ctrl_c_stops_every_child(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    output = OutputReader(process)
+    return process, OutputReader(process)
+
+
+def stop_cluster(process: subprocess.Popen) -> None:
+    """After a test, whatever happened: the cluster stops its children itself."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()  # its children get SIGTERM through PR_SET_PDEATHSIG
+            process.wait(5)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(READY_TIMEOUT_SECONDS + STOP_TIMEOUT_SECONDS + 60)
+def test_make_cluster_balances_two_instances_and_ctrl_c_stops_every_child(
+    tmp_path, cluster_database, cluster_redis
+):
+    # Given: free ports, a fresh var dir, its own database and Redis prefix.
+    upstream_count = len(demo_port_map(0))
+    upstream_base = free_port_block(upstream_count + cluster.DEFAULT_INSTANCES + 1)
+    base_port = upstream_base + upstream_count
+    front_port = base_port + cluster.DEFAULT_INSTANCES
+    env = cluster_env(tmp_path, cluster_database, cluster_redis, upstream_base, base_port, front_port)
+    process, output = start_cluster(env)
     front = f"http://127.0.0.1:{front_port}"
     try:
         # When: it is ready.
@@ -348,13 +378,7 @@ def test_make_cluster_balances_two_instances_and_ctrl_c_stops_every_child(
         ports = [front_port, base_port, base_port + 1, *demo_port_map(upstream_base).values()]
         assert [port for port in ports if not port_is_free(port)] == []
     finally:
-        if process.poll() is None:
-            process.terminate()  # the cluster stops its children itself
-            try:
-                process.wait(STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()  # its children get SIGTERM through PR_SET_PDEATHSIG
-                process.wait(5)
+        stop_cluster(process)
 
 
 # --- Failing fast ----------------------------------------------------------------------

@@ -37,7 +37,9 @@ class FileSource:
         self.path = Path(path)
         self.version = 0
         self._digest: str | None = None
+        self._read_signature: tuple | None = None
         self.description = f"file://{path}"
+        self.problem: str | None = None  # a file that cannot be read raises at each fetch instead
 
     def _signature(self) -> tuple | None:
         try:
@@ -57,10 +59,16 @@ class FileSource:
                 wake()
 
     async def fetch(self, force: bool = False) -> LoadedConfig | None:
+        """The file, when it changed since it was last read (a stat first: the watcher asks
+        every poll, and a large file is not read for nothing)."""
+        signature = self._signature()
+        if not force and signature is not None and signature == self._read_signature:
+            return None
         try:
             raw = await asyncio.to_thread(self.path.read_bytes)
         except OSError as exc:
             raise SourceUnavailable(f"cannot read {self.path}: {exc.strerror or exc}") from exc
+        self._read_signature = signature
         digest = hashlib.sha256(raw).hexdigest()
         if digest == self._digest and not force:
             return None
@@ -88,6 +96,7 @@ class ControlPlaneSource:
         self.announced = -1  # the newest version the control plane announced
         self.known = -1  # the newest version fetched (served, or refused as invalid)
         self.serving = -1  # the version this data plane serves
+        self.problem: str | None = None  # why the last long poll failed, until one succeeds
         self._client = httpx.AsyncClient(
             headers={"Authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(
@@ -103,10 +112,12 @@ class ControlPlaneSource:
                 version = await self._wait_for_version()
             except (httpx.HTTPError, SourceUnavailable, ValueError, KeyError) as exc:
                 logger.debug("control plane long poll failed, retrying in %.1fs: %s", delay, exc)
+                self.problem = f"control plane {self.base_url}: {exc or type(exc).__name__}"
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, constants.RECONNECT_MAX_SECONDS)
                 continue
             delay = constants.RECONNECT_MIN_SECONDS
+            self.problem = None
             if version != self.known:  # newer, or the control plane's database moved back
                 self.announced = version
                 wake()

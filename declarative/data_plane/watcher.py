@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from dataclasses import replace
 
 from declarative.data_plane.loaded import LoadedConfig
 from declarative.data_plane.sources import SourceUnavailable, source_from_settings
@@ -66,7 +64,10 @@ class ConfigSourceWatcher(ControlPlaneWatcher):
             if not self.runtime.snapshot.loaded:
                 await self._serve_persisted()
             return
-        self._source_back()
+        if self.source.problem:  # the long poll says the control plane is away
+            self._source_away(self.source.problem)
+        else:
+            self._source_back()
         if loaded is not None:
             await self._install(loaded)
 
@@ -75,7 +76,7 @@ class ConfigSourceWatcher(ControlPlaneWatcher):
         try:
             snapshot = await asyncio.to_thread(_compile, loaded)
         except (ConfigFileError, CompileError) as exc:
-            self._rejected(loaded.version, exc)
+            self.config_refused(loaded.version, exc, getattr(exc, "subject", ""))
             return False
         if loaded.jwks and loaded.jwks.get("keys"):
             from tenancy.keys import ring_from_jwks
@@ -95,28 +96,7 @@ class ConfigSourceWatcher(ControlPlaneWatcher):
                 persisted.version,
             )
 
-    def _rejected(self, version: int, exc: Exception) -> None:
-        """Keep serving; say once per bad config what is wrong with it, and count it."""
-        if version != self.status.failing_version:
-            logger.error(
-                "config version %s from %s refused, serving version %s: %s",
-                version,
-                self.source.description,
-                self.runtime.snapshot.version,
-                exc,
-                extra={"config_version": version},
-            )
-            self.runtime.metrics.config_errors.inc()
-        since = self.status.behind_since if self.status.behind_since is not None else time.time()
-        self.status = replace(
-            self.status,
-            newest_version=max(self.status.newest_version, version),
-            behind_since=since,
-            error=str(exc),
-            failing_version=version,
-        )
-
-    def _source_away(self, exc: Exception) -> None:
+    def _source_away(self, exc: Exception | str) -> None:
         if not self._source_failing:
             logger.error("config source unavailable, serving the last config: %s", exc)
         self._source_failing = True

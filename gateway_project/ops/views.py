@@ -38,6 +38,8 @@ def _staff_caller(request) -> bool:
     cannot be checked while the database is down (the scrape token still works then)."""
     from django.db import DatabaseError
 
+    if settings.DATA_PLANE_ONLY:  # staff accounts live on the control plane (SPEC section 18)
+        return False
     try:
         return _verified_staff(request)
     except DatabaseError:

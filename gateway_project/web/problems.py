@@ -168,7 +168,8 @@ class ProblemAutoSchema(AutoSchema):
         ),
         ("401", "Missing or invalid credentials.", lambda self: True),
         ("403", "Not allowed for this user.", lambda self: True),
-        ("404", "No such object.", lambda self: "{" in self.path),
+        # A view with several renderers takes ?format=, and an unknown format is a 404.
+        ("404", "No such object.", lambda self: "{" in self.path or len(self.view.renderer_classes) > 1),
         ("409", "Conflicts with the current state.", lambda self: self.method == "DELETE"),
     )
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 
 import httpx
 import pytest
@@ -14,17 +11,20 @@ from fixtures.demo_data import ADMIN_PASSWORD, DEMO_PASSWORD
 from fixtures.demo_ports import demo_port_map
 from gateway_project.dev import cluster, cluster_hybrid
 from tests.test_cluster import (  # noqa: F401  (fixtures: the run's own database and Redis)
-    BASE_DIR,
     READY_TIMEOUT_SECONDS,
     STOP_TIMEOUT_SECONDS,
+    check_logout_crosses_instances,
     check_read_only_toggle_crosses_instances,
     cluster_database,
+    cluster_env,
     cluster_redis,
     config_for,
     login,
+    start_cluster,
+    stop_cluster,
 )
 from tests.test_demo_upstream import free_port_block
-from tests.test_devrun import INHERITED_TEST_SETTINGS, OutputReader, group_alive
+from tests.test_devrun import group_alive
 
 DATA_PLANES = 2
 
@@ -56,33 +56,15 @@ def test_make_cluster_hybrid_serves_from_data_planes_that_follow_the_control_pla
     cluster_redis,  # noqa: F811
 ):
     # Given: free ports, a fresh var dir, its own database and Redis prefix, hybrid mode.
-    redis_url, prefix = cluster_redis
     upstream_count = len(demo_port_map(0))
     upstream_base = free_port_block(upstream_count + DATA_PLANES + 2)
     base_port = upstream_base + upstream_count
     front_port = base_port + DATA_PLANES + 1
-    env = {k: v for k, v in os.environ.items() if k not in INHERITED_TEST_SETTINGS}
-    env.update(
-        CLUSTER_MODE="hybrid",
-        CLUSTER_FRONT="python",
-        DATABASE_URL=cluster_database,
-        REDIS_URL=redis_url,
-        CACHE_KEY_PREFIX=prefix,
-        GATEWAY_VAR_DIR=str(tmp_path / "var"),
-        CLUSTER_BASE_PORT=str(base_port),
-        CLUSTER_FRONT_PORT=str(front_port),
-        DEMO_UPSTREAM_HOST="127.0.0.1",
-        DEMO_UPSTREAM_BASE_PORT=str(upstream_base),
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway_project.dev.cluster"],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    output = OutputReader(process)
+    env = cluster_env(
+        tmp_path, cluster_database, cluster_redis, upstream_base, base_port, front_port,
+        CLUSTER_MODE="hybrid", CLUSTER_FRONT="python",
+    )  # fmt: skip
+    process, output = start_cluster(env)
     front = f"http://127.0.0.1:{front_port}"
     control_plane = f"http://127.0.0.1:{base_port + DATA_PLANES}"
     try:
@@ -105,9 +87,10 @@ def test_make_cluster_hybrid_serves_from_data_planes_that_follow_the_control_pla
         assert rows == {"gateway-1": (True, True), "gateway-2": (True, True)}
 
         # And: read-only toggled in the control plane's admin holds on a data plane within 1 s.
-        check_read_only_toggle_crosses_instances(
-            control_plane, f"http://127.0.0.1:{base_port + 1}", owner, staff
-        )
+        data_plane = f"http://127.0.0.1:{base_port + 1}"
+        check_read_only_toggle_crosses_instances(control_plane, data_plane, owner, staff)
+        # And: a logout on the control plane rejects the token on a data plane within 1 s (Redis).
+        check_logout_crosses_instances(control_plane, data_plane)
 
         # When: Ctrl-C. Then: it exits cleanly and every child is gone.
         process.send_signal(signal.SIGINT)
@@ -115,10 +98,4 @@ def test_make_cluster_hybrid_serves_from_data_planes_that_follow_the_control_pla
         assert not [name for name, pid in pids.items() if group_alive(pid)]
         assert "without a database" not in output.text
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        stop_cluster(process)

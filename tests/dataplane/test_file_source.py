@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
+from websockets.sync.client import connect
 
 from tests.dataplane.process import DataPlaneProcess, metric_value, wait_until
 from tests.declarative.conftest import export_text
@@ -80,10 +81,20 @@ def test_a_file_fed_data_plane_proxies_follows_edits_and_keeps_its_last_good_con
         hits = upstream.hits("/echo")
         assert [(h.path, h.query) for h in hits] == [("/echo", "x=1"), ("/echo", "")]
         assert {h.headers["x-tenant-id"] for h in hits} == {"bakery-madrid"}
+        # and the WebSocket door works the same way
+        with connect(
+            plane.url.replace("http://", "ws://") + "/api/v1/training/ws", additional_headers=bearer
+        ) as ws:
+            ws.send("hello")
+            assert ws.recv(timeout=5) == "hello"
+        assert upstream.hits("/ws")[0].headers["x-tenant-id"] == "bakery-madrid"
         # and health and metrics are served without a database
         ready = plane.get("/health/ready")
         assert ready.status_code == 200 and ready.json()["database"] == "not_configured"
         assert plane.get("/health").json()["status"] == "ok"
+        # a token sent to /health gets the public shape: staff accounts live on the control plane
+        with_token = plane.get("/health", headers=bearer)
+        assert with_token.status_code == 200 and "config_error" not in with_token.json()
         assert plane.get("/admin/").status_code == 404  # logins and staff pages: the control plane's
         metrics = plane.get("/metrics").text
         assert metric_value(metrics, "gateway_config_errors_total") == 0
@@ -127,6 +138,15 @@ def test_a_file_fed_data_plane_proxies_follows_edits_and_keeps_its_last_good_con
         )
         assert plane.get("/health").json()["status"] == "degraded"
         assert plane.get("/health/ready").status_code == 200  # still in rotation (SPEC 16)
+
+        # When the file goes away, Then the data plane keeps serving and says its source is away
+        config_file.unlink()
+        wait_until(
+            lambda: plane.get("/api/v1/status").json()["control_plane_reachable"] is False,
+            FOLLOW_SECONDS * 2,
+            "status does not say the file is unavailable",
+        )
+        assert plane.get("/api/v1/sales/echo", headers={"X-API-Key": demo_key}).status_code == 200
     # and nothing on its paths tried to reach a database
     assert "without a database" not in plane.log()
     assert "services[0].targets[0].url" in plane.log()

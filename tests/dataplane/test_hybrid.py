@@ -6,14 +6,16 @@ database; the data plane is a real process with no DATABASE_URL and only the clu
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
 from declarative.models import DataPlane
-from registry.config_version import current_config_version
+from registry.config_version import bump_config_version, current_config_version
 from registry.models import Target
-from tests.control_plane import admin_url
-from tests.dataplane.process import DataPlaneProcess, wait_until
+from tests.control_plane import admin_url, assert_problem
+from tests.dataplane.process import DataPlaneProcess, metric_value, wait_until
 from tests.live import GatewayServer
 
 pytestmark = [pytest.mark.slow]
@@ -21,6 +23,7 @@ pytestmark = [pytest.mark.slow]
 CLUSTER_TOKEN = "cluster-token-for-tests-0123456789abcdef"
 FOLLOW_SECONDS = 1.0  # SPEC section 18: an admin change is served within 1 s
 START_SECONDS = 10.0
+STILL_DOWN_SECONDS = 1.5
 GRACEFUL_SECONDS = 1  # the long polls the stopped control plane still holds are cut
 
 
@@ -34,10 +37,7 @@ def control_plane(transactional_db, settings, demo):
 
 
 def point_every_target_at(url: str) -> None:
-    for target in Target.objects.all():
-        Target.objects.filter(pk=target.pk).update(url=url)  # .update(): no bump per row
-    from registry.config_version import bump_config_version
-
+    Target.objects.update(url=url)  # .update(): one version bump below, not one per row
     bump_config_version()
 
 
@@ -59,6 +59,13 @@ def data_plane(tmp_path, control_plane_url: str) -> DataPlaneProcess:
     )
 
 
+@pytest.mark.django_db
+def test_a_gateway_that_is_not_a_control_plane_serves_no_data_plane(client):
+    for path in ("/api/manage/cluster/config", "/api/manage/cluster/config/version?name=x&after=0"):
+        response = client.get(path, HTTP_AUTHORIZATION=f"Bearer {CLUSTER_TOKEN}")
+        assert_problem(response, 404, "NOT_FOUND")
+
+
 def test_the_cluster_endpoints_need_the_token(control_plane):
     for path in ("/api/manage/cluster/config", "/api/manage/cluster/config/version?name=x&after=0"):
         response = httpx.get(control_plane.url + path, headers={"Authorization": "Bearer wrong"})
@@ -74,6 +81,8 @@ def test_the_cluster_endpoints_need_the_token(control_plane):
     # public keys only: no private member in any JWK
     assert config["jwks"]["keys"] and not any("d" in jwk for jwk in config["jwks"]["keys"])
     assert config["version"] == current_config_version()
+    # what a data plane does not need stays on the control plane
+    assert "notification_rules" not in config["document"] and config["document"]["tenants"]
 
 
 def test_a_data_plane_follows_its_control_plane_and_outlives_it(
@@ -111,13 +120,35 @@ def test_a_data_plane_follows_its_control_plane_and_outlives_it(
         )
         print(f"admin change served by the data plane after {took:.3f}s")
 
+        # When a pushed config does not validate (a value written past the validators)
+        Target.objects.filter(pk=target.pk).update(url="ftp://not-a-target")
+        bump_config_version()
+        # Then the data plane refuses it, counts it and keeps routing as before
+        wait_until(
+            lambda: metric_value(plane.get("/metrics").text, "gateway_config_errors_total") == 1,
+            FOLLOW_SECONDS * 2,
+            "the invalid push was not counted",
+        )
+        second_upstream.clear()
+        assert plane.get("/api/v1/sales/echo", headers={"X-API-Key": demo_key}).status_code == 200
+        assert len(second_upstream.hits("/echo")) == 1
+        Target.objects.filter(pk=target.pk).update(url=second_upstream.url)
+        bump_config_version()
+
         # When the control plane stops
         control_plane.stop()
         second_upstream.clear()
-        # Then the data plane keeps serving its last config
+        # Then the data plane keeps serving its last config, and says its control plane is away
         assert plane.get("/api/v1/sales/echo", headers={"X-API-Key": demo_key}).status_code == 200
         assert len(second_upstream.hits("/echo")) == 1
         assert plane.get("/health/ready").status_code == 200
+        wait_until(
+            lambda: plane.get("/api/v1/status").json()["control_plane_reachable"] is False,
+            START_SECONDS,
+            "status does not say the control plane is unreachable",
+        )
+        time.sleep(STILL_DOWN_SECONDS)  # several polls later it still says so
+        assert plane.get("/api/v1/status").json()["control_plane_reachable"] is False
     finally:
         plane.stop()
 
@@ -129,5 +160,7 @@ def test_a_data_plane_follows_its_control_plane_and_outlives_it(
         response = restarted.get("/api/v1/sales/echo", headers={"X-API-Key": demo_key})
         assert response.status_code == 200, response.text
         assert len(second_upstream.hits("/echo")) == 1
+        time.sleep(STILL_DOWN_SECONDS)  # and it does not claim its control plane is back
+        assert restarted.get("/api/v1/status").json()["control_plane_reachable"] is False
     assert "serving persisted config" in restarted.log()
     assert "without a database" not in plane.log() + restarted.log()
