@@ -37,7 +37,7 @@ SCRATCH = ROOT / "var" / "bench"
 def parse_args(argv):
     parser = argparse.ArgumentParser(description="Benchmark the gateway against its peers.")
     parser.add_argument("--quick", action="store_true", help="about two minutes instead of about eight")
-    parser.add_argument("--seconds", type=float, help="seconds per wrk run")
+    parser.add_argument("--seconds", type=int, help="seconds per wrk run (wrk takes whole seconds)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds per scenario")
     parser.add_argument("--sse-clients", type=int, help="concurrent SSE clients (default 10000)")
     parser.add_argument(

@@ -95,6 +95,11 @@ class GatewayServer:
         self._socket.close()
         GatewayServer.running.discard(self)
 
+    @property
+    def thread_name(self) -> str:
+        """The thread its event loop (and so its watcher and access log) runs in."""
+        return self._thread.name
+
     def call(self, coroutine, timeout: float = 10):
         """Run a coroutine on the gateway's loop and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)

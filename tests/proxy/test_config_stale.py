@@ -69,15 +69,18 @@ def test_a_poisoned_value_keeps_the_last_snapshot_serving_and_says_which_object(
     culprit = f"service {sales.pk} (sales)"
 
     # Then: the detailed health names the object and what is wrong with it.
-    report = wait_until(
-        lambda: (r := detailed(gateway, token))["config_stale"] and r,
-        timeout=5,
-        message="config_stale in /api/v1/health/detailed",
+    def mine_stale():
+        report = detailed(gateway, token)
+        (mine,) = [i for i in report["config"]["instances"] if i["instance"] == gateway.runtime.instance]
+        return (report, mine) if mine["stale"] else None
+
+    report, mine = wait_until(
+        mine_stale, timeout=5, message="this instance's config_stale in /api/v1/health/detailed"
     )
+    assert report["config_stale"] is True
     assert report["config"]["error"].startswith(f"{culprit}: ValueError:")
     assert BAD_NETWORK in report["config"]["error"]
-    (mine,) = [i for i in report["config"]["instances"] if i["instance"] == gateway.runtime.instance]
-    assert mine["stale"] is True and mine["applied_version"] < mine["failing_version"]
+    assert mine["applied_version"] < mine["failing_version"]
     assert report["status"] == "degraded"
     # And: the instance stays ready and keeps serving its last good snapshot.
     assert httpx.get(f"{gateway.url}/health/ready").status_code == 200
@@ -86,7 +89,7 @@ def test_a_poisoned_value_keeps_the_last_snapshot_serving_and_says_which_object(
     assert httpx.get(f"{gateway.url}/api/v1/sales/x").status_code == 200
     assert httpx.get(f"{gateway.url}/api/v1/orders/x").status_code == 404  # the new version is not in
     # And: /metrics counts the failure and the lag grows.
-    assert metric(gateway, "gateway_config_errors_total") == errors_before + 1
+    assert metric(gateway, "gateway_config_errors_total") >= errors_before + 1
     wait_until(lambda: metric(gateway, "gateway_config_lag_seconds") >= 1, timeout=5, message="lag >= 1 s")
     # And: the dashboard and every admin page say so to staff.
     browser = Client()
@@ -99,9 +102,12 @@ def test_a_poisoned_value_keeps_the_last_snapshot_serving_and_says_which_object(
         html = browser.get(page).content.decode()
         assert 'data-testid="config-stale"' in html and culprit in html, page
     # And: the failure was logged once, naming the object, although it was retried since.
+    # (The counter is process-wide: any other runtime alive in this test process logs and
+    # counts the same failure from its own thread, once too.)
     failures = [r for r in caplog.records if r.name == "gateway.watcher" and r.levelno >= logging.ERROR]
-    assert len(failures) == 1 and culprit in failures[0].getMessage()
-    assert metric(gateway, "gateway_config_errors_total") == errors_before + 1
+    mine_logged = [r for r in failures if r.threadName == gateway.thread_name]
+    assert len(mine_logged) == 1 and culprit in mine_logged[0].getMessage()
+    assert metric(gateway, "gateway_config_errors_total") == errors_before + len(failures)
 
     # When: staff fix the service and save it.
     sales.refresh_from_db()
