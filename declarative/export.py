@@ -11,7 +11,7 @@ from declarative.constants import FORMAT_VERSION, FORMAT_VERSION_KEY
 from declarative.document import secret_reference
 from declarative.kinds import KINDS, TOP_LEVEL, Kind
 
-__all__ = ["canonical", "entry_of", "export_document", "file_value", "sort_key"]
+__all__ = ["canonical", "entry_of", "export_document", "file_value", "many_keys", "sort_key"]
 
 
 def export_document(include_key_hashes: bool = False) -> dict:
@@ -27,6 +27,8 @@ def export_document(include_key_hashes: bool = False) -> dict:
 def entry_of(kind: Kind, instance: models.Model, include_key_hashes: bool = False) -> dict:
     """One object as the file writes it, with its nested kinds."""
     entry = {f.name: file_value(kind, instance, f) for f in kind.fields}
+    for name, target in kind.many.items():
+        entry[name] = many_keys(instance, name, target)
     for child_name in kind.children:
         if child_name in kind.optional_children and not include_key_hashes:
             continue
@@ -40,6 +42,11 @@ def entry_of(kind: Kind, instance: models.Model, include_key_hashes: bool = Fals
             related = getattr(instance, child_name).all()
             entry[child_name] = _sorted(child, [entry_of(child, obj) for obj in related])
     return entry
+
+
+def many_keys(instance: models.Model, name: str, target) -> list[str]:
+    """A many-to-many field as the file writes it: the related objects' natural keys, sorted."""
+    return sorted(str(getattr(related, target.key_field)) for related in getattr(instance, name).all())
 
 
 def file_value(kind: Kind, instance: models.Model, model_field: models.Field):

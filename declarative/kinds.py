@@ -5,9 +5,8 @@ the file, the schema and the diff without a change here), minus runtime state th
 writes itself (health, last use), plus the references to other kinds by natural key.
 
 Not here on purpose: users, passwords, API-key secrets, audit events, alerts and deliveries
-(data, not configuration). Seam: `plans` (tenancy.Plan, SPEC section 20) joins as a
-top-level kind with its service quotas, and the subscription's `plan` with it as a reference;
-until then the file leaves a subscription's plan as it is.
+(data, not configuration). Many-to-many fields (a plan's default rate policies) are written
+as sorted lists of the related objects' natural keys.
 """
 
 from __future__ import annotations
@@ -49,6 +48,7 @@ class Kind:
     children: tuple[str, ...] = ()
     single: bool = False  # a one-to-one child: an object, not a list
     optional_children: tuple[str, ...] = ()  # left out of exports unless asked for
+    many: dict[str, Reference] = field(default_factory=dict)  # many-to-many, by natural keys
 
     @property
     def model(self) -> type[models.Model]:
@@ -85,9 +85,23 @@ KINDS: dict[str, Kind] = {
             "subscription",
             "tenancy.Subscription",
             key=(),
-            exclude=frozenset({"plan"}),  # until `plans` is a kind (see the module docstring)
+            references={"plan": Reference("plans", "name")},
             parent="tenant",
             single=True,
+        ),
+        Kind(
+            "plans",
+            "tenancy.Plan",
+            key=("name",),
+            children=("service_quotas",),
+            many={"rate_policies": Reference("rate_policies", "name")},
+        ),
+        Kind(
+            "service_quotas",
+            "tenancy.ServiceQuota",
+            key=("service",),
+            references={"service": Reference("services", "slug")},
+            parent="plan",
         ),
         Kind(
             "api_keys",
@@ -135,4 +149,12 @@ KINDS: dict[str, Kind] = {
     )
 }
 # Applied in this order (references point backwards), deleted in the reverse order.
-TOP_LEVEL = ("tenants", "services", "rate_policies", "identity_providers", "notification_rules", "plugins")
+TOP_LEVEL = (
+    "services",
+    "rate_policies",
+    "plans",
+    "tenants",
+    "identity_providers",
+    "notification_rules",
+    "plugins",
+)

@@ -67,6 +67,9 @@ def _is_required(model_field: models.Field) -> bool:
 
 def _kind_schema(kind: Kind) -> dict:
     properties = {f.name: _field_schema(kind, f) for f in kind.fields}
+    for name, target in kind.many.items():
+        description = f"{target.kind} keys."
+        properties[name] = {"type": "array", "items": {"type": "string"}, "description": description}
     for child_name in kind.children:
         child = KINDS[child_name]
         properties[child_name] = _kind_schema(child) if child.single else _list_schema(child)

@@ -30,7 +30,7 @@ __all__ = ["compile_document"]
 
 Path = tuple[str | int, ...]
 # Kinds the data plane compiles, in dependency order (references point backwards).
-COMPILED = ("tenants", "services", "rate_policies", "identity_providers", "plugins")
+COMPILED = ("services", "rate_policies", "plans", "tenants", "identity_providers", "plugins")
 # An API key's clean() refuses an expiry in the past, a rule for edits: a key that has
 # expired since it was exported is still configuration (the data plane refuses it by date).
 _MODEL_CLEAN_SKIPPED = frozenset({"api_keys"})
@@ -70,9 +70,11 @@ class _InMemoryRegistry:
         self.problems: list[FileProblem] = []
         self.built: dict[str, list[models.Model]] = {name: [] for name in KINDS}
         self.by_key: dict[str, dict[str, models.Model]] = {name: {} for name in KINDS}
+        self.listed_by: dict[int, list[tuple[str, models.Model]]] = {}  # id(obj) -> (accessor, owner)
         for name in COMPILED:
             for index, entry in enumerate(document.get(name) or []):
                 self.build(KINDS[name], entry, (name, index))
+        self.cache_reverse_many()
 
     def of(self, name: str) -> list[models.Model]:
         return self.built[name]
@@ -89,8 +91,33 @@ class _InMemoryRegistry:
         if not self.clean(kind, instance, path):
             return None
         self.remember(kind, instance, path)
+        self.build_many(kind, instance, entry, path)
         self.build_children(kind, instance, entry, path)
         return instance
+
+    def build_many(self, kind: Kind, instance, entry: dict, path: Path) -> None:
+        """Many-to-many fields by natural key, answered from memory (`plan.rate_policies.all()`)."""
+        for name, target in kind.many.items():
+            related = []
+            for index, value in enumerate(entry.get(name) or []):
+                try:
+                    related.append(self.lookup(target, value, (*path, name, index)))
+                except ConfigFileError as exc:
+                    self.problems.extend(exc.problems)
+            _cache_related(instance, KINDS[target.kind], name, related)
+            reverse = kind.model._meta.get_field(name).remote_field.related_name
+            for obj in related:
+                self.listed_by.setdefault(id(obj), []).append((reverse, instance))
+
+    def cache_reverse_many(self) -> None:
+        """The other side of each many-to-many field (`policy.plans.all()`), for every object
+        of the referenced kinds, listed or not."""
+        for kind in (KINDS[name] for name in COMPILED):
+            for name, target in kind.many.items():
+                reverse = kind.model._meta.get_field(name).remote_field.related_name
+                for obj in self.built[target.kind]:
+                    owners = [o for r, o in self.listed_by.get(id(obj), []) if r == reverse]
+                    _cache_related(obj, kind, reverse, owners)
 
     def assign(self, kind: Kind, instance, model_field: models.Field, entry: dict, where: Path) -> None:
         try:
@@ -102,7 +129,9 @@ class _InMemoryRegistry:
         """The object a reference names, from the file: the file is the whole registry here."""
         if value is None:
             return None
-        target = kind.references[model_field.name]
+        return self.lookup(kind.references[model_field.name], value, where)
+
+    def lookup(self, target, value, where: Path):
         found = self.by_key[target.kind].get(str(value))
         if found is None:
             raise ConfigFileError.single(

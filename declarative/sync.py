@@ -20,8 +20,8 @@ from django.http import HttpRequest
 
 from declarative.constants import AUDIT_SOURCE
 from declarative.document import ConfigFileError, FileProblem, format_path, resolve_secret
-from declarative.export import canonical, file_value, sort_key
-from declarative.kinds import KINDS, TOP_LEVEL, Kind
+from declarative.export import canonical, file_value, many_keys, sort_key
+from declarative.kinds import KINDS, TOP_LEVEL, Kind, Reference
 from declarative.schema import validate_shape
 from registry.config_version import fold_versions_since
 from registry.models import ConfigState
@@ -119,7 +119,9 @@ class _Applier:
         adding = instance._state.adding
         before = None if adding else self.values(kind, instance)
         shown_before = None if adding else self.shown(kind, instance)
+        many_before = {name: [] if adding else many_keys(instance, name, t) for name, t in kind.many.items()}
         self.assign(kind, instance, entry, path)
+        many_after = self.many_objects(kind, entry, path)
         self.clean(kind, instance, path)
         key = self.key_of(kind, instance, parent)
         if instance.pk in self.kept[kind.name]:
@@ -129,12 +131,31 @@ class _Applier:
             if adding
             else [name for name, value in self.values(kind, instance).items() if before[name] != value]
         )
-        if adding or changed:
-            instance.save()
-            fields = {name: self.shown_change(kind, name, shown_before, instance) for name in changed}
-            self.report.changes.append(Change(CREATED if adding else UPDATED, kind.name, key, fields))
+        fields = {name: self.shown_change(kind, name, shown_before, instance) for name in changed}
+        for name, target in kind.many.items():
+            wanted = sorted(str(getattr(obj, target.key_field)) for obj in many_after[name])
+            if wanted != many_before[name]:
+                fields[name] = (many_before[name], wanted)
+        if adding or fields:
+            if adding or changed:
+                instance.save()
+            for name in kind.many:
+                if name in fields:
+                    getattr(instance, name).set(many_after[name])
+            shown = {} if adding else fields
+            self.report.changes.append(Change(CREATED if adding else UPDATED, kind.name, key, shown))
         self.kept[kind.name].add(instance.pk)
         self.upsert_children(kind, instance, entry, path)
+
+    def many_objects(self, kind: Kind, entry: dict, path: Path) -> dict[str, list[models.Model]]:
+        """Each many-to-many field's objects, named in the file by their natural keys."""
+        return {
+            name: [
+                self.lookup(target, value, (*path, name, index))
+                for index, value in enumerate(entry.get(name) or [])
+            ]
+            for name, target in kind.many.items()
+        }
 
     def upsert_children(self, kind: Kind, instance: models.Model, entry: dict, path: Path) -> None:
         """A nested list left out of the entry leaves those objects alone."""
@@ -172,7 +193,10 @@ class _Applier:
         """The object a reference names, from the file (already applied) or the database."""
         if value is None:
             return None
-        target = kind.references[model_field.name]
+        return self.lookup(kind.references[model_field.name], value, path)
+
+    def lookup(self, target: Reference, value, path: Path) -> models.Model:
+        """The object of `target.kind` whose natural key is `value`."""
         if self.prunes(KINDS[target.kind]) and (str(value),) not in self.listed[target.kind]:
             raise ConfigFileError.single(
                 format_path(path), "unknown_reference",
@@ -245,7 +269,7 @@ class _Applier:
         parts = []
         if kind.parent:
             owner = parent if parent is not None else getattr(instance, kind.parent)
-            parts.append(str(owner.slug))
+            parts.append(str(getattr(owner, "slug", None) or owner.name))  # a service's slug, a plan's name
         for name in kind.key:
             value = file_value(kind, instance, instance._meta.get_field(name))
             if value not in ("", None):

@@ -534,10 +534,9 @@ def assemble_snapshot(
 
 
 def _listing_plans(policy) -> frozenset[str]:
-    """The plans listing a policy as a default (prefetched by compile_snapshot). A data
-    plane's policies are unsaved objects from its file, which has no plans yet
-    (declarative/kinds.py), so they list none and cost no query."""
-    if policy._state.adding:
+    """The plans listing a policy as a default (prefetched by compile_snapshot, or filled in
+    from memory by a data plane's file compile); never a query for an unsaved object."""
+    if policy._state.adding and "plans" not in getattr(policy, "_prefetched_objects_cache", {}):
         return frozenset()
     return frozenset(plan.name for plan in policy.plans.all())
 

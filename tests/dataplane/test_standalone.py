@@ -23,17 +23,34 @@ def service_view(s) -> tuple:
     return (s.slug, access, targets, tuple(t.url for t in s.pool), tuple(s.versions), s.max_body_bytes)
 
 
+def quota_view(quota) -> tuple | None:
+    """A plan's terms without service ids (the file's own ids are not the database's)."""
+    if quota is None:
+        return None
+    return (quota.plan, quota.monthly, quota.policies, len(quota.per_service))
+
+
 def routing_view(snapshot) -> dict:
     """What routing and policy read, without ids (the file has none)."""
     return {
         "services": {prefix: service_view(s) for prefix, s in snapshot.services_by_prefix.items()},
         "versions": snapshot.version_prefixes,
         "tenants": {
-            slug: (t.plan, t.read_only, t.subscription_status, t.grace_ends_at, t.is_demo)
+            slug: (
+                t.plan,
+                t.read_only,
+                t.subscription_status,
+                t.grace_ends_at,
+                t.is_demo,
+                quota_view(t.quota),
+            )
             for slug, t in snapshot.tenants.items()
         },
         "api_keys": {h: (k.tenant, k.scopes, k.role, k.revoked) for h, k in snapshot.api_keys.items()},
-        "policies": sorted((p.name, p.scope, p.limit, p.window_seconds) for p in snapshot.rate_policies),
+        "policies": sorted(
+            (p.name, p.scope, p.limit, p.window_seconds, tuple(sorted(p.plans)))
+            for p in snapshot.rate_policies
+        ),
         "issuers": sorted(snapshot.identity_providers),
     }
 
