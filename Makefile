@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run test bench bench-quick cluster soak lint format install clean image
+.PHONY: run test bench bench-ab bench-quick cluster soak lint format install clean image
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ bench: $(INSTALLED)
 
 bench-quick: $(INSTALLED)
 	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
+
+## A/B of the server (uvicorn / granian), upstream client (aiohttp / pyreqwest) and Redis client.
+bench-ab: $(INSTALLED)
+	$(BIN)/python -m bench.ab $(BENCH_ARGS)
 
 ## Two gateway instances, a worker, beat and a round-robin front on :8080 (needs Redis + PostgreSQL).
 cluster: $(INSTALLED)

@@ -257,4 +257,8 @@ def create_upstream_client(kind: str, pool_size: int) -> UpstreamClient:
         return HttpxUpstreamClient(pool_size)
     if kind == "aiohttp":
         return AiohttpUpstreamClient(pool_size)
-    raise ValueError(f"UPSTREAM_CLIENT must be aiohttp or httpx, not {kind!r}")
+    if kind == "pyreqwest":
+        from proxy.upstream_pyreqwest import PyreqwestUpstreamClient
+
+        return PyreqwestUpstreamClient(pool_size)
+    raise ValueError(f"UPSTREAM_CLIENT must be aiohttp, httpx or pyreqwest, not {kind!r}")

@@ -1,4 +1,4 @@
-"""The httpx upstream client (UPSTREAM_CLIENT=httpx) behaves like the default aiohttp one."""
+"""The other upstream clients (UPSTREAM_CLIENT=httpx, pyreqwest) behave like the default aiohttp one."""
 
 import hashlib
 import json
@@ -10,20 +10,24 @@ import pytest
 
 from tests.live import GatewayServer, free_port
 
+CLIENT_CLASSES = {
+    "httpx": "proxy.upstream.HttpxUpstreamClient",
+    "pyreqwest": "proxy.upstream_pyreqwest.PyreqwestUpstreamClient",
+}
 
-@pytest.fixture
-def httpx_gateway(transactional_db, settings):
+
+@pytest.fixture(params=sorted(CLIENT_CLASSES))
+def httpx_gateway(request, transactional_db, settings):
     settings.RATE_LIMIT_DEFAULT = ""
-    settings.UPSTREAM_CLIENT = "httpx"
+    settings.UPSTREAM_CLIENT = request.param
     server = GatewayServer().start()
     yield server
     server.stop()
 
 
-def test_the_runtime_uses_httpx(httpx_gateway):
-    from proxy.upstream import HttpxUpstreamClient
-
-    assert isinstance(httpx_gateway.runtime.upstream, HttpxUpstreamClient)
+def test_the_runtime_uses_the_configured_client(httpx_gateway, settings):
+    client = type(httpx_gateway.runtime.upstream)
+    assert f"{client.__module__}.{client.__name__}" == CLIENT_CLASSES[settings.UPSTREAM_CLIENT]
 
 
 def test_forwarding_streaming_and_sse(httpx_gateway, make_service, upstream):
