@@ -31,8 +31,13 @@ GATEWAYS = (
     ("uvicorn", "uvicorn", "aiohttp"),
     ("granian", "granian", "aiohttp"),
     ("pyreqwest", "uvicorn", "pyreqwest"),
+    ("granian+pyreqwest", "granian", "pyreqwest"),
 )
-PAIRS = (("server", "uvicorn", "granian"), ("upstream client", "uvicorn", "pyreqwest"))
+PAIRS = (
+    ("server", "uvicorn", "granian"),
+    ("upstream client", "uvicorn", "pyreqwest"),
+    ("both options", "uvicorn", "granian+pyreqwest"),
+)
 REDIS_CLIENTS = ("pipe", "redispy-1", "redispy-pool")
 GRANIAN_OPTIONS = ("--interface", "asgi", "--loop", "uvloop", "--runtime-mode", "st", "--http", "1")
 
@@ -147,7 +152,7 @@ def http_ratios(samples: dict) -> dict:
                 for name in (a, b)
             }
             out[f"{pair}: {b}/{a} {mode}"] = {
-                "rps_ratio_median": statistics.median(rounds),
+                "rps_ratio_median": round(statistics.median(rounds), 3),
                 "rps_ratio_rounds": rounds,
                 "added_p50_ms_c1": added,
             }
@@ -155,7 +160,7 @@ def http_ratios(samples: dict) -> dict:
         for mode in ("minimal", "full"):
             rounds = per_round(c64["reference-proxy"], c64[f"{label}-{mode}"], "rps")
             out[f"{label}-{mode} over reference"] = {
-                "rps_ratio_median": statistics.median(rounds),
+                "rps_ratio_median": round(statistics.median(rounds), 3),
                 "rps_ratio_rounds": rounds,
             }
     return out
@@ -164,8 +169,8 @@ def http_ratios(samples: dict) -> dict:
 def redis_ratios(samples: dict) -> dict:
     return {
         f"redis: {client}/pipe": {
-            "calls_ratio_median": statistics.median(
-                rounds := per_round(samples["pipe"], samples[client], "calls_per_s")
+            "calls_ratio_median": round(
+                statistics.median(rounds := per_round(samples["pipe"], samples[client], "calls_per_s")), 3
             ),
             "calls_ratio_rounds": rounds,
         }

@@ -32,6 +32,7 @@ from proxy.write_coalescing import CoalescingTransport
 __all__ = ["GatewayServer", "main"]
 
 APP = "gateway_project.asgi:application"
+SERVERS = ("uvicorn", "granian")
 
 
 _REQUEST_TIMEOUT_RESPONSE = (
@@ -160,13 +161,18 @@ class GatewayConfig(uvicorn.Config):
             self.ssl = server_ssl_context(self.ssl_certfile, self.ssl_keyfile, self.tls_min_version)
 
 
+def drain_data_plane() -> None:
+    """Shutdown began: the data plane closes its SSE streams (either server would wait on them)."""
+    from proxy.runtime import active_runtime
+
+    runtime = active_runtime()
+    if runtime is not None:
+        runtime.drain()
+
+
 class GatewayServer(uvicorn.Server):
     def handle_exit(self, sig, frame) -> None:
-        from proxy.runtime import active_runtime
-
-        runtime = active_runtime()
-        if runtime is not None:
-            runtime.drain()
+        drain_data_plane()
         super().handle_exit(sig, frame)
 
 
@@ -227,8 +233,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tls-cert-file", default=os.environ.get("GATEWAY_TLS_CERT_FILE", ""))
     parser.add_argument("--tls-key-file", default=os.environ.get("GATEWAY_TLS_KEY_FILE", ""))
     parser.add_argument("--tls-min-version", default=os.environ.get("GATEWAY_TLS_MIN_VERSION", "TLSv1.2"))
+    parser.add_argument("--server", choices=SERVERS, default=os.environ.get("GATEWAY_SERVER", "uvicorn"))
     args = parser.parse_args(argv)
     _check_tls(parser, args)
+    if args.server == "granian":  # an option, measured by `make bench-ab` (README, Performance)
+        from gateway_project.serve_granian import run_granian
+
+        run_granian(APP, args)
+        return
     config = GatewayConfig(
         APP,
         tls_min_version=args.tls_min_version,

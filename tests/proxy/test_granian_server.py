@@ -1,0 +1,135 @@
+"""GATEWAY_SERVER=granian: the guarantees it keeps (README, Performance), each through a real
+granian process: proxying, the request-header deadline, TLS with a minimum version, HTTP/2 by
+ALPN for a proxied request and for SSE, and the SSE drain on SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import ssl
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from tests.alerts.conftest import tenant_user  # noqa: F401 - a tenant user and its token
+from tests.live import GatewayProcess
+from tests.proxy.test_tls import _client_context, pki  # noqa: F401 - the private PKI fixture
+
+GRANIAN = {"GATEWAY_SERVER": "granian", "RATE_LIMIT_DEFAULT": ""}
+
+
+@pytest.fixture
+def granian_gateway(transactional_db):
+    started: list[GatewayProcess] = []
+
+    def start(**extra_env: str) -> GatewayProcess:
+        process = GatewayProcess(extra_env={**GRANIAN, **extra_env})
+        started.append(process)
+        return process.start()
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def test_granian_proxies_a_request(granian_gateway, make_service, upstream):
+    make_service("sales", targets=[upstream.url])
+    gateway = granian_gateway()
+
+    response = httpx.post(f"{gateway.url}/api/v1/sales/echo?a=1", content=b"hello", headers={"X-Custom": "1"})
+
+    assert response.status_code == 200
+    assert response.json()["body"] == "hello" and response.json()["query"] == "a=1"
+    assert response.headers["x-request-id"]
+    assert upstream.hits("/echo")[0].headers["x-custom"] == "1"
+
+
+def test_granian_cuts_a_client_that_trickles_its_headers(granian_gateway, make_service, upstream):
+    make_service("sales", targets=[upstream.url])
+    gateway = granian_gateway(REQUEST_HEADER_TIMEOUT="1")
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+        started = time.monotonic()
+        sock.sendall(b"GET /api/v1/sales/x HTTP/1.1\r\n")
+        try:
+            for _ in range(20):  # one header line every 0.3 s: never finishes in time
+                sock.sendall(b"X-Slow: 1\r\n")
+                time.sleep(0.3)
+        except OSError:
+            pass
+        try:
+            while sock.recv(4096):
+                pass
+        except OSError:
+            pass
+        elapsed = time.monotonic() - started
+    assert elapsed < 3.5  # closed (granian sends no 408 status line), not served after 6 s
+    assert upstream.hits() == []
+
+
+def _tls_granian(start, pki, min_version: str) -> GatewayProcess:  # noqa: F811
+    return start(
+        GATEWAY_TLS_CERT_FILE=str(pki.server_cert),
+        GATEWAY_TLS_KEY_FILE=str(pki.server_key),
+        GATEWAY_TLS_MIN_VERSION=min_version,
+    )
+
+
+def test_granian_tls13_minimum_refuses_a_tls12_client(granian_gateway, pki):  # noqa: F811
+    gateway = _tls_granian(granian_gateway, pki, "TLSv1.3")
+    with httpx.Client(verify=_client_context(pki)) as client:
+        assert client.get(f"{gateway.url}/health/live").status_code == 200
+    with (
+        httpx.Client(verify=_client_context(pki, ssl.TLSVersion.TLSv1_2)) as tls12,
+        pytest.raises(httpx.ConnectError),
+    ):
+        tls12.get(f"{gateway.url}/health/live")
+
+
+def test_granian_speaks_http2_by_alpn_for_a_proxied_request_and_sse(
+    granian_gateway,
+    make_service,
+    upstream,
+    pki,  # noqa: F811
+):
+    make_service("sales", targets=[upstream.url])
+    gateway = _tls_granian(granian_gateway, pki, "TLSv1.2")
+    with httpx.Client(verify=_client_context(pki), http2=True) as client:
+        proxied = client.get(f"{gateway.url}/api/v1/sales/x")
+        arrivals = []
+        with client.stream("GET", f"{gateway.url}/api/v1/sales/sse?count=3&interval=0.3") as stream:
+            assert stream.http_version == "HTTP/2"
+            for line in stream.iter_lines():
+                if line.startswith("data: "):
+                    arrivals.append(time.time())
+        with httpx.Client(verify=_client_context(pki)) as http1:
+            assert http1.get(f"{gateway.url}/health/live").http_version == "HTTP/1.1"
+    assert proxied.status_code == 200 and proxied.http_version == "HTTP/2"
+    assert proxied.headers["strict-transport-security"].startswith("max-age=31536000")
+    assert upstream.hits("/x")[0].headers.get("x-forwarded-proto") == "https"
+    assert len(arrivals) == 3
+    assert arrivals[-1] - arrivals[0] > 0.45  # streamed as sent (0.3 s apart), not buffered
+
+
+@pytest.mark.redis
+def test_sigterm_ends_sse_streams_at_once_under_granian(granian_gateway, tenant_user):  # noqa: F811
+    _, _, token = tenant_user("acme")
+    gateway = granian_gateway()
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.stream("GET", f"{gateway.url}/api/v1/alerts/stream", headers=headers, timeout=10) as stream:
+        assert stream.status_code == 200
+        lines = stream.iter_lines()
+        next(lines)  # the stream is open
+        signalled = time.monotonic()
+        gateway.process.send_signal(signal.SIGTERM)
+        for _ in lines:  # ends when the gateway closes the stream
+            pass
+        ended = time.monotonic() - signalled
+    try:
+        gateway.process.wait(10)
+    except subprocess.TimeoutExpired:
+        pytest.fail("granian did not exit within 10 s of SIGTERM")
+    exited = time.monotonic() - signalled
+    assert ended < 2
+    assert exited < 5  # well before granian's kill timeout would have to cut the stream
