@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run test bench bench-ab bench-quick cluster soak lint format install clean image
+.PHONY: run test bench bench-ab bench-profile bench-quick cluster soak lint format install clean image
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ bench-quick: $(INSTALLED)
 ## A/B of the server (uvicorn / granian), upstream client (aiohttp / pyreqwest) and Redis client.
 bench-ab: $(INSTALLED)
 	$(BIN)/python -m bench.ab $(BENCH_ARGS)
+
+## py-spy on one worker serving the full pipeline under wrk (GATEWAY_SERVER / UPSTREAM_CLIENT pick).
+bench-profile: $(INSTALLED)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.profile $(BENCH_ARGS)
 
 ## Two gateway instances, a worker, beat and a round-robin front on :8080 (needs Redis + PostgreSQL).
 cluster: $(INSTALLED)
