@@ -41,14 +41,13 @@ _REQUEST_TIMEOUT_RESPONSE = (
 )
 # The data plane answers a stalled body itself (with its request id, upstream aborted) at
 # REQUEST_BODY_TIMEOUT; this backstop, for every other path, fires a moment later.
-_BODY_BACKSTOP_GRACE = 1.0
+BODY_BACKSTOP_GRACE = 1.0
+BODY_TIMEOUT_DETAIL = "The request body stopped arriving before it was complete."
 
 
 def _body_timeout_response(path: str) -> bytes:
     request_id = new_request_id()
-    body = problem_bytes(
-        "REQUEST_TIMEOUT", "The request body stopped arriving before it was complete.", path, request_id
-    )
+    body = problem_bytes("REQUEST_TIMEOUT", BODY_TIMEOUT_DETAIL, path, request_id)
     head = (
         f"HTTP/1.1 408 Request Timeout\r\nContent-Type: {PROBLEM_CONTENT_TYPE}\r\n"
         f"Content-Length: {len(body)}\r\nX-Request-ID: {request_id}\r\nConnection: close\r\n\r\n"
@@ -127,7 +126,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
         if self.body_timer is not None:
             self.body_timer.cancel()
-        delay = settings.REQUEST_BODY_TIMEOUT + _BODY_BACKSTOP_GRACE
+        delay = settings.REQUEST_BODY_TIMEOUT + BODY_BACKSTOP_GRACE
         self.body_timer = self.loop.call_later(delay, self._body_too_slow)
 
     def _disarm_body_timer(self) -> None:
@@ -239,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.server == "granian":  # an option, measured by `make bench-ab` (README, Performance)
         from gateway_project.serve_granian import run_granian
 
-        run_granian(APP, args)
+        run_granian(args)
         return
     config = GatewayConfig(
         APP,

@@ -7,20 +7,25 @@ What carries over from the uvicorn server (`gateway_project/serve.py`), and how:
   streams before granian stops, so shutdown does not wait on them;
 - TLS termination (GATEWAY_TLS_CERT_FILE/KEY_FILE, the key in PKCS#8 PEM), the minimum
   version (GATEWAY_TLS_MIN_VERSION), and HTTP/2 by ALPN next to HTTP/1.1 over TLS.
-What does not: the server's body backstop for Django views (the data plane still answers a
-stalled body to a service path with its own 408 at REQUEST_BODY_TIMEOUT), and the write
-coalescing of `proxy/write_coalescing.py` (granian's own I/O is in Rust).
+- the body backstop: `BodyDeadline` wraps the application (`gateway_project.asgi_granian`),
+  so an announced body that stops arriving gets the 408 REQUEST_TIMEOUT problem on Django's
+  paths too, a moment after the data plane would answer its own.
+What does not: the 408 status line for slow headers (granian closes the connection), and
+the write coalescing of `proxy/write_coalescing.py` (granian's own I/O is in Rust).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from pathlib import Path
 
 from granian._signals import set_loop_signals as _granian_loop_signals
 
-__all__ = ["run_granian"]
+__all__ = ["APP", "BodyDeadline", "run_granian"]
+
+APP = "gateway_project.asgi_granian:application"
 
 _TLS_PROTOCOLS = {"TLSv1.2": "tls1.2", "TLSv1.3": "tls1.3"}
 
@@ -40,8 +45,75 @@ def _draining_loop_signals(loop):
     return event
 
 
-def run_granian(app: str, args) -> None:
-    """Run `app` under granian with the options `serve.py` parsed; returns when it stops."""
+def _announces_body(headers) -> bool:
+    for name, value in headers:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() not in (b"0", b"")):
+            return True
+    return False
+
+
+class BodyDeadline:
+    """The server's body backstop as ASGI: while an announced body is incomplete, a receive that
+    waits longer than REQUEST_BODY_TIMEOUT plus a grace ends the request with a 408 problem
+    (`Connection: close`) and tells the application the client is gone. Time the application
+    spends before asking for more does not count: the clock runs only inside `receive`."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not _announces_body(scope["headers"]):
+            return await self.app(scope, receive, send)
+        from django.conf import settings
+
+        from gateway_project.serve import BODY_BACKSTOP_GRACE
+
+        delay = settings.REQUEST_BODY_TIMEOUT + BODY_BACKSTOP_GRACE
+        state = {"pending": True, "started": False, "cut": False}
+
+        async def timed_receive():
+            if not state["pending"]:
+                return await receive()
+            try:
+                async with asyncio.timeout(delay):
+                    message = await receive()
+            except TimeoutError:
+                state["pending"] = False
+                if not state["started"]:
+                    state["cut"] = True
+                    await _send_body_timeout(send, scope["path"])
+                return {"type": "http.disconnect"}
+            state["pending"] = message["type"] == "http.request" and message.get("more_body", False)
+            return message
+
+        async def tracked_send(message) -> None:
+            if state["cut"]:
+                return  # the 408 went out; the application's late answer is dropped
+            state["started"] = True
+            await send(message)
+
+        await self.app(scope, timed_receive, tracked_send)
+
+
+async def _send_body_timeout(send, path: str) -> None:
+    from gateway_project.core.problems import PROBLEM_CONTENT_TYPE, problem_bytes
+    from gateway_project.core.request_id import new_request_id
+    from gateway_project.serve import BODY_TIMEOUT_DETAIL
+
+    request_id = new_request_id()
+    body = problem_bytes("REQUEST_TIMEOUT", BODY_TIMEOUT_DETAIL, path, request_id)
+    headers = [
+        (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 408, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def run_granian(args) -> None:
+    """Run the gateway under granian with the options `serve.py` parsed; returns when it stops."""
     import granian._signals
     from django.conf import settings
     from granian import Granian
@@ -52,7 +124,7 @@ def run_granian(app: str, args) -> None:
     granian._signals.set_loop_signals = _draining_loop_signals  # workers are forked: they inherit it
     tls = bool(args.tls_cert_file)
     Granian(
-        app,
+        APP,
         address=args.host,
         port=args.port,
         interface=Interfaces.ASGI,

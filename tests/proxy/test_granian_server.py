@@ -1,6 +1,7 @@
 """GATEWAY_SERVER=granian: the guarantees it keeps (README, Performance), each through a real
-granian process: proxying, no Nagle stall (TCP_NODELAY), the request-header deadline, TLS with
-a minimum version, HTTP/2 by ALPN for a proxied request and for SSE, the SSE drain on SIGTERM."""
+granian process: proxying, no Nagle stall (TCP_NODELAY), the request-header deadline, the body
+timeout on Django's and the data plane's paths, TLS with a minimum version, HTTP/2 by ALPN for
+a proxied request and for SSE, the SSE drain on SIGTERM."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from tests.alerts.conftest import tenant_user  # noqa: F401 - a tenant user and its token
 from tests.live import GatewayProcess
+from tests.proxy.test_slow_body import _open_slow_body, _problem, _read_until_closed
 from tests.proxy.test_tls import _client_context, pki  # noqa: F401 - the private PKI fixture
 
 GRANIAN = {"GATEWAY_SERVER": "granian", "RATE_LIMIT_DEFAULT": ""}
@@ -80,6 +82,28 @@ def test_granian_cuts_a_client_that_trickles_its_headers(granian_gateway, make_s
         elapsed = time.monotonic() - started
     assert elapsed < 3.5  # closed (granian sends no 408 status line), not served after 6 s
     assert upstream.hits() == []
+
+
+def test_granian_answers_a_stalled_body_with_408_on_django_and_service_paths(
+    granian_gateway, make_service, upstream
+):
+    make_service("sales", targets=[upstream.url])
+    gateway = granian_gateway(REQUEST_BODY_TIMEOUT="2")
+    outcomes = {}
+    for path in ("/api/v1/auth/login", "/api/v1/sales/upload"):
+        head = f"POST {path} HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+        head += "Content-Length: 100\r\n\r\n"
+        started = time.monotonic()
+        response, closed_at = _read_until_closed(_open_slow_body(gateway.port, head.encode(), b"{"))
+        outcomes[path] = (*_problem(response), closed_at - started)
+    for path, (status, headers, problem, elapsed) in outcomes.items():
+        assert status == 408, path
+        assert headers["content-type"] == "application/problem+json"
+        assert problem["code"] == "REQUEST_TIMEOUT" and problem["instance"] == path
+        assert problem["request_id"] == headers["x-request-id"]
+        assert 2 <= elapsed <= 4.5, (path, elapsed)
+    assert "x-process-time" in outcomes["/api/v1/sales/upload"][1]  # the data plane's own answer
+    assert "x-process-time" not in outcomes["/api/v1/auth/login"][1]  # the backstop's
 
 
 def _tls_granian(start, pki, min_version: str) -> GatewayProcess:  # noqa: F811
