@@ -26,6 +26,7 @@ __all__ = ["PyreqwestUpstreamClient"]
 _KEEPALIVE = timedelta(seconds=30)
 _PIN_SECONDS = 60.0  # aiohttp's ttl_dns_cache in proxy/upstream.py
 _TIMER_SLACK = 0.01  # seconds; tokio's timers may fire this much before the asyncio clock says
+_CLOSING: set[asyncio.Task] = set()
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -73,7 +74,9 @@ class _PyreqwestResponse:
 
     def close(self) -> None:
         if self._context is not None:
-            asyncio.get_running_loop().create_task(self._finish())
+            task = asyncio.get_running_loop().create_task(self._finish())
+            _CLOSING.add(task)  # held until done: the loop keeps only a weak reference
+            task.add_done_callback(_CLOSING.discard)
 
 
 def _timeout_failure(exc: Exception, elapsed: float, read_timeout: float) -> Exception:
@@ -117,7 +120,9 @@ class PyreqwestUpstreamClient:
     async def _repin(self, key: tuple, stale: _PinnedClient | None) -> _PinnedClient:
         client = await self._pinned_build(*key)
         if stale is not None:
-            asyncio.get_running_loop().create_task(stale.client.close())
+            task = asyncio.get_running_loop().create_task(stale.client.close())
+            _CLOSING.add(task)
+            task.add_done_callback(_CLOSING.discard)
         pinned = self._clients[key] = _PinnedClient(client, time.monotonic() + _PIN_SECONDS)
         return pinned
 
