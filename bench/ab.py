@@ -14,6 +14,7 @@ round, then their median; > 1 means B is faster (req/s) or, for p50, that B adds
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -178,10 +179,15 @@ def redis_ratios(samples: dict) -> dict:
     }
 
 
-def prepare_registry(upstream: str) -> str:
+def reset_scratch() -> None:
+    """An empty var/bench with a new secret key: each run starts from a fresh registry."""
     shutil.rmtree(SCRATCH, ignore_errors=True)
     SCRATCH.mkdir(parents=True)
     (SCRATCH / "secret").write_text(secrets.token_urlsafe(48))
+
+
+def prepare_registry(upstream: str) -> str:
+    """The benchmark's services, policy and user in the scratch database; returns the token."""
     setup = subprocess.run(
         [PYTHON, "-m", "bench.setup_registry", upstream],
         env={**os.environ, **gateway_env(None), "PYTHONPATH": str(ROOT)},
@@ -193,18 +199,25 @@ def prepare_registry(upstream: str) -> str:
     return json.loads(setup.stdout.strip().splitlines()[-1])["token"]
 
 
-def run_http(args, redis: str | None) -> dict:
+@contextlib.contextmanager
+def bench_peers(log_name: str):
+    """The upstream and the reference proxy, a fresh registry pointing at them and a log under
+    var/bench: yields (children, peers, token, log); every child stops on the way out."""
     children = ChildProcesses()
-    SCRATCH.mkdir(parents=True, exist_ok=True)
-    log = SCRATCH / "ab-processes.log"
+    reset_scratch()
     try:
-        peers = start_peers(children, log)
+        peers = start_peers(children, SCRATCH / "peers.log")
         token = prepare_registry(peers["upstream"])
+        yield children, peers, token, SCRATCH / log_name
+    finally:
+        children.stop_all()
+
+
+def run_http(args, redis: str | None) -> dict:
+    with bench_peers("ab-processes.log") as (children, peers, token, log):
         scenarios = http_scenarios(peers, start_gateways(children, redis, log), token)
         print(f"bench.ab: {len(scenarios)} scenarios, {args.rounds} rounds x {args.seconds}s", flush=True)
         samples = measure_http(scenarios, args.seconds, args.rounds)
-    finally:
-        children.stop_all()
     return {"samples": samples, "ratios": http_ratios(samples)}
 
 

@@ -17,9 +17,9 @@ import subprocess
 import sys
 import threading
 
-from bench.ab import prepare_registry
-from bench.processes import ROOT, ChildProcesses
-from bench.run import SCRATCH, gateway_env, redis_url, start_gateway, start_peers
+from bench.ab import bench_peers
+from bench.processes import ROOT
+from bench.run import SCRATCH, gateway_env, redis_url, start_gateway
 from bench.wrk import run_wrk
 
 _TOP = 15
@@ -50,7 +50,10 @@ def summarize(collapsed: str, top: int) -> dict[str, list[tuple[str, float]]]:
         if not stack:
             continue
         samples = int(count)
-        frames = [_frame_name(frame) for frame in stack.split(";")]
+        # --subprocesses puts a `process <pid>:"<command>"` frame at the root: not a function.
+        frames = [_frame_name(frame) for frame in stack.split(";") if not frame.startswith("process ")]
+        if not frames:
+            continue
         total += samples
         own[frames[-1]] += samples
         for name in set(frames):
@@ -72,12 +75,8 @@ def main(argv=None) -> int:
     if not shutil.which("py-spy"):
         print("bench.profile needs py-spy: pip install py-spy")
         return 2
-    children = ChildProcesses()
-    SCRATCH.mkdir(parents=True, exist_ok=True)
-    log, output = SCRATCH / "profile-processes.log", SCRATCH / "profile.txt"
-    try:
-        peers = start_peers(children, log)
-        token = prepare_registry(peers["upstream"])
+    with bench_peers("profile-processes.log") as (children, peers, token, log):
+        output = SCRATCH / "profile.txt"
         env = gateway_env(redis_url(), ACCESS_LOG=str(SCRATCH / "access-profile.log"))
         env.update({k: os.environ[k] for k in ("GATEWAY_SERVER", "UPSTREAM_CLIENT") if k in os.environ})
         url, process = start_gateway(children, "gateway-full", env, log)
@@ -87,8 +86,6 @@ def main(argv=None) -> int:
         sampler.start()
         load = run_wrk(url + "/api/v1/bench/items", 64, args.seconds + 1, headers)
         sampler.join()
-    finally:
-        children.stop_all()
     print(f"full pipeline under wrk: {load['rps']:,.0f} req/s, p50 {load['p50_ms']} ms")
     for kind, rows in summarize(output.read_text(), args.top).items():
         print(f"\ntop {kind} (% of samples):")

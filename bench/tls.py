@@ -20,9 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.ab import interleave, prepare_registry
-from bench.processes import ChildProcesses
-from bench.run import SCRATCH, gateway_env, redis_url, start_gateway, start_peers
+from bench.ab import bench_peers, interleave
+from bench.run import SCRATCH, gateway_env, redis_url, start_gateway
 
 _CONNECTIONS = 64
 
@@ -156,12 +155,7 @@ def main(argv=None) -> int:
     if not shutil.which("h2load"):
         print("bench.tls needs h2load: sudo apt-get install nghttp2-client")
         return 2
-    children = ChildProcesses()
-    SCRATCH.mkdir(parents=True, exist_ok=True)
-    log = SCRATCH / "tls-processes.log"
-    try:
-        peers = start_peers(children, log)
-        token = prepare_registry(peers["upstream"])
+    with bench_peers("tls-processes.log") as (children, _, token, log):
         cert, key = self_signed(SCRATCH / "tls")
         scenarios = scenarios_for(start_tls_gateways(children, redis_url(), cert, key, log))
         headers = {"Authorization": f"Bearer {token}"}
@@ -171,8 +165,6 @@ def main(argv=None) -> int:
             return run_h2load(base + "/api/v1/bench/items", args.seconds, headers, http1)
 
         samples = interleave(run_one, list(scenarios), args.rounds, "tls")
-    finally:
-        children.stop_all()
     print("\nmedian req/s (64 connections) and over the same server's plain HTTP/1.1:")
     for name, runs in samples.items():
         plain = samples[f"{name.split()[0]} http/1.1"]

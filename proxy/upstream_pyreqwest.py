@@ -46,10 +46,8 @@ class _PyreqwestResponse:
 
         try:
             return bytes(await self._response.body_reader.bytes())
-        except exceptions.RequestTimeoutError as exc:
-            raise UpstreamTimeout(str(exc)) from exc
         except exceptions.RequestError as exc:
-            raise UpstreamBroken(str(exc)) from exc
+            raise _body_failure(exc) from exc
         finally:
             await self._finish()
 
@@ -60,10 +58,8 @@ class _PyreqwestResponse:
         try:
             while (chunk := await reader.read_chunk()) is not None:
                 yield bytes(chunk)
-        except exceptions.RequestTimeoutError as exc:
-            raise UpstreamTimeout(str(exc)) from exc
         except exceptions.RequestError as exc:
-            raise UpstreamBroken(str(exc)) from exc
+            raise _body_failure(exc) from exc
         finally:
             await self._finish()
 
@@ -77,6 +73,15 @@ class _PyreqwestResponse:
             task = asyncio.get_running_loop().create_task(self._finish())
             _CLOSING.add(task)  # held until done: the loop keeps only a weak reference
             task.add_done_callback(_CLOSING.discard)
+
+
+def _body_failure(exc: Exception) -> Exception:
+    """A failure while the body streams: the read timeout, or a broken upstream."""
+    from pyreqwest import exceptions
+
+    if isinstance(exc, exceptions.RequestTimeoutError):
+        return UpstreamTimeout(str(exc))
+    return UpstreamBroken(str(exc))
 
 
 def _timeout_failure(exc: Exception, elapsed: float, read_timeout: float) -> Exception:

@@ -1,13 +1,11 @@
 """GATEWAY_SERVER=granian: the guarantees it keeps (README, Performance), each through a real
 granian process: proxying, no Nagle stall (TCP_NODELAY), the request-header deadline, the body
-timeout on Django's and the data plane's paths, TLS with a minimum version, HTTP/2 by ALPN for
-a proxied request and for SSE, the SSE drain on SIGTERM."""
+timeout on Django's and the data plane's paths, HTTP/2 by ALPN for a proxied request and for
+SSE, the SSE drain on SIGTERM. The TLS minimum version: tests/proxy/test_tls.py, per server."""
 
 from __future__ import annotations
 
 import signal
-import socket
-import ssl
 import subprocess
 import time
 
@@ -15,7 +13,7 @@ import httpx
 import pytest
 
 from tests.alerts.conftest import tenant_user  # noqa: F401 - a tenant user and its token
-from tests.live import GatewayProcess
+from tests.live import GatewayProcess, trickle_headers
 from tests.proxy.test_slow_body import _open_slow_body, _problem, _read_until_closed
 from tests.proxy.test_tls import _client_context, pki  # noqa: F401 - the private PKI fixture
 
@@ -65,21 +63,7 @@ def test_granian_answers_keep_alive_requests_without_a_nagle_stall(granian_gatew
 def test_granian_cuts_a_client_that_trickles_its_headers(granian_gateway, make_service, upstream):
     make_service("sales", targets=[upstream.url])
     gateway = granian_gateway(REQUEST_HEADER_TIMEOUT="1")
-    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
-        started = time.monotonic()
-        sock.sendall(b"GET /api/v1/sales/x HTTP/1.1\r\n")
-        try:
-            for _ in range(20):  # one header line every 0.3 s: never finishes in time
-                sock.sendall(b"X-Slow: 1\r\n")
-                time.sleep(0.3)
-        except OSError:
-            pass
-        try:
-            while sock.recv(4096):
-                pass
-        except OSError:
-            pass
-        elapsed = time.monotonic() - started
+    _, elapsed = trickle_headers(gateway.port)
     assert elapsed < 3.5  # closed (granian sends no 408 status line), not served after 6 s
     assert upstream.hits() == []
 
@@ -112,17 +96,6 @@ def _tls_granian(start, pki, min_version: str) -> GatewayProcess:  # noqa: F811
         GATEWAY_TLS_KEY_FILE=str(pki.server_key),
         GATEWAY_TLS_MIN_VERSION=min_version,
     )
-
-
-def test_granian_tls13_minimum_refuses_a_tls12_client(granian_gateway, pki):  # noqa: F811
-    gateway = _tls_granian(granian_gateway, pki, "TLSv1.3")
-    with httpx.Client(verify=_client_context(pki)) as client:
-        assert client.get(f"{gateway.url}/health/live").status_code == 200
-    with (
-        httpx.Client(verify=_client_context(pki, ssl.TLSVersion.TLSv1_2)) as tls12,
-        pytest.raises(httpx.ConnectError),
-    ):
-        tls12.get(f"{gateway.url}/health/live")
 
 
 def test_granian_speaks_http2_by_alpn_for_a_proxied_request_and_sse(
