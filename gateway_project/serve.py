@@ -236,8 +236,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     _check_tls(parser, args)
     if args.server == "granian":  # an option, measured by `make bench-ab` (README, Performance)
-        from gateway_project.serve_granian import run_granian
+        from gateway_project.serve_granian import granian_config_error, run_granian
 
+        if error := granian_config_error(args):
+            parser.error(error)
         run_granian(args)
         return
     config = GatewayConfig(

@@ -21,28 +21,31 @@ import os
 import signal
 from pathlib import Path
 
-from granian._signals import set_loop_signals as _granian_loop_signals
-
-__all__ = ["APP", "BodyDeadline", "run_granian"]
+__all__ = ["APP", "BodyDeadline", "granian_config_error", "run_granian"]
 
 APP = "gateway_project.asgi_granian:application"
 
+_PKCS8_HEAD = b"-----BEGIN PRIVATE KEY-----"
 _TLS_PROTOCOLS = {"TLSv1.2": "tls1.2", "TLSv1.3": "tls1.3"}
 
 
-def _draining_loop_signals(loop):
-    """granian's worker signal event, with the data plane's SSE drain run first."""
-    event = _granian_loop_signals(loop)
+def _with_drain(granian_loop_signals):
+    """granian's worker signal setup, with the data plane's SSE drain run before its event."""
 
-    def on_signal(signum, frame) -> None:
-        from gateway_project.serve import drain_data_plane
+    def loop_signals(loop):
+        event = granian_loop_signals(loop)
 
-        drain_data_plane()
-        event.set()
+        def on_signal(signum, frame) -> None:
+            from gateway_project.serve import drain_data_plane
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig, None)
-    return event
+            drain_data_plane()
+            event.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig, None)
+        return event
+
+    return loop_signals
 
 
 def _announces_body(headers) -> bool:
@@ -112,6 +115,20 @@ async def _send_body_timeout(send, path: str) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+def granian_config_error(args) -> str | None:
+    """Why granian cannot start with these options (None: it can), said before anything starts."""
+    try:
+        import granian  # noqa: F401
+    except ImportError:
+        return "GATEWAY_SERVER=granian needs granian: pip install '.[granian]'"
+    if args.tls_key_file and _PKCS8_HEAD not in Path(args.tls_key_file).read_bytes():
+        return (
+            "GATEWAY_SERVER=granian reads only PKCS#8 keys (BEGIN PRIVATE KEY); convert with "
+            "openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.pk8"
+        )
+    return None
+
+
 def run_granian(args) -> None:
     """Run the gateway under granian with the options `serve.py` parsed; returns when it stops."""
     import granian._signals
@@ -121,7 +138,8 @@ def run_granian(args) -> None:
     from granian.http import HTTP1Settings
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_project.settings")
-    granian._signals.set_loop_signals = _draining_loop_signals  # workers are forked: they inherit it
+    # Workers are forked from this process: they inherit the wrapped setup.
+    granian._signals.set_loop_signals = _with_drain(granian._signals.set_loop_signals)
     tls = bool(args.tls_cert_file)
     Granian(
         APP,

@@ -258,6 +258,10 @@ def create_upstream_client(kind: str, pool_size: int) -> UpstreamClient:
     if kind == "aiohttp":
         return AiohttpUpstreamClient(pool_size)
     if kind == "pyreqwest":
+        try:
+            import pyreqwest  # noqa: F401 - an optional extra
+        except ImportError as exc:
+            raise ValueError("UPSTREAM_CLIENT=pyreqwest needs pyreqwest: pip install '.[pyreqwest]'") from exc
         from proxy.upstream_pyreqwest import PyreqwestUpstreamClient
 
         return PyreqwestUpstreamClient(pool_size)

@@ -144,3 +144,37 @@ def test_sigterm_ends_sse_streams_at_once_under_granian(granian_gateway, tenant_
     exited = time.monotonic() - signalled
     assert ended < 2
     assert exited < 5  # well before granian's kill timeout would have to cut the stream
+
+
+def test_granian_refuses_a_key_it_cannot_read_with_a_clear_message(pki, tmp_path):  # noqa: F811
+    import os
+    import sys
+
+    from cryptography.hazmat.primitives import serialization
+
+    # The server's own key, re-written in the traditional format ("BEGIN EC/RSA PRIVATE KEY"):
+    # Python's ssl reads it, granian does not.
+    key = serialization.load_pem_private_key(pki.server_key.read_bytes(), password=None)
+    traditional = tmp_path / "server-traditional.key"
+    traditional.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    environment = {
+        **os.environ,
+        **GRANIAN,
+        "GATEWAY_TLS_CERT_FILE": str(pki.server_cert),
+        "GATEWAY_TLS_KEY_FILE": str(traditional),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway_project.serve", "--port", "0"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "PKCS#8" in result.stderr
