@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.live import GatewayServer, free_port
+from tests.proxy.test_tls import mtls_upstream, pki  # noqa: F401 - the private PKI and an mTLS upstream
 
 CLIENT_CLASSES = {
     "httpx": "proxy.upstream.HttpxUpstreamClient",
@@ -57,3 +58,20 @@ def test_errors_map_the_same_way(httpx_gateway, make_service, upstream):
     assert httpx.get(f"{httpx_gateway.url}/api/v1/sales/slow?delay=2").json()["code"] == "UPSTREAM_TIMEOUT"
     assert httpx.get(f"{httpx_gateway.url}/api/v1/gone/x").json()["code"] == "BAD_GATEWAY"
     assert httpx.get(f"{httpx_gateway.url}/api/v1/sales/status/418").status_code == 418
+
+
+def test_a_target_with_its_own_ca_and_client_certificate_is_reached(
+    httpx_gateway,
+    make_service,
+    mtls_upstream,  # noqa: F811
+    pki,  # noqa: F811
+):
+    # pyreqwest hands such a target to aiohttp (the snapshot holds an ssl.SSLContext).
+    tls = {"tls_ca_file": str(pki.ca)}
+    make_service("bare", targets=[{"url": mtls_upstream.url, **tls}], retries=0)
+    client_cert = {"tls_client_cert_file": str(pki.client_cert), "tls_client_key_file": str(pki.client_key)}
+    make_service("sales", targets=[{"url": mtls_upstream.url, **tls, **client_cert}], retries=0)
+    httpx_gateway.sync()
+    assert httpx.get(f"{httpx_gateway.url}/api/v1/bare/x").status_code == 502
+    assert httpx.get(f"{httpx_gateway.url}/api/v1/sales/x").status_code == 200
+    assert len(mtls_upstream.hits("/x")) == 1
