@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run test bench bench-quick bench-scale cluster cluster-hybrid soak lint format install clean image
+.PHONY: run test bench bench-ab bench-profile bench-tls bench-quick bench-scale cluster cluster-hybrid soak lint format install clean image
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,18 @@ bench-quick: $(INSTALLED)
 ## PostgreSQL (BENCH_SCALE_DATABASE_URL; its scale-* rows are replaced); --quick for a tenth.
 bench-scale: $(INSTALLED)
 	$(BIN)/python -m bench.run --scale $(BENCH_ARGS)
+
+## A/B of the server (uvicorn / granian), upstream client (aiohttp / pyreqwest) and Redis client.
+bench-ab: $(INSTALLED)
+	$(BIN)/python -m bench.ab $(BENCH_ARGS)
+
+## The full pipeline over plain HTTP/1.1, TLS and HTTP/2 (h2load: sudo apt-get install nghttp2-client).
+bench-tls: $(INSTALLED)
+	$(BIN)/python -m bench.tls $(BENCH_ARGS)
+
+## py-spy on one worker serving the full pipeline under wrk (GATEWAY_SERVER / UPSTREAM_CLIENT pick).
+bench-profile: $(INSTALLED)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.profile $(BENCH_ARGS)
 
 ## Two gateway instances, a worker, beat and a round-robin front on :8080 (needs Redis + PostgreSQL).
 cluster: $(INSTALLED)

@@ -32,6 +32,7 @@ from proxy.write_coalescing import CoalescingTransport
 __all__ = ["GatewayServer", "main"]
 
 APP = "gateway_project.asgi:application"
+SERVERS = ("uvicorn", "granian")
 
 
 _REQUEST_TIMEOUT_RESPONSE = (
@@ -40,14 +41,13 @@ _REQUEST_TIMEOUT_RESPONSE = (
 )
 # The data plane answers a stalled body itself (with its request id, upstream aborted) at
 # REQUEST_BODY_TIMEOUT; this backstop, for every other path, fires a moment later.
-_BODY_BACKSTOP_GRACE = 1.0
+BODY_BACKSTOP_GRACE = 1.0
+BODY_TIMEOUT_DETAIL = "The request body stopped arriving before it was complete."
 
 
 def _body_timeout_response(path: str) -> bytes:
     request_id = new_request_id()
-    body = problem_bytes(
-        "REQUEST_TIMEOUT", "The request body stopped arriving before it was complete.", path, request_id
-    )
+    body = problem_bytes("REQUEST_TIMEOUT", BODY_TIMEOUT_DETAIL, path, request_id)
     head = (
         f"HTTP/1.1 408 Request Timeout\r\nContent-Type: {PROBLEM_CONTENT_TYPE}\r\n"
         f"Content-Length: {len(body)}\r\nX-Request-ID: {request_id}\r\nConnection: close\r\n\r\n"
@@ -126,7 +126,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
         if self.body_timer is not None:
             self.body_timer.cancel()
-        delay = settings.REQUEST_BODY_TIMEOUT + _BODY_BACKSTOP_GRACE
+        delay = settings.REQUEST_BODY_TIMEOUT + BODY_BACKSTOP_GRACE
         self.body_timer = self.loop.call_later(delay, self._body_too_slow)
 
     def _disarm_body_timer(self) -> None:
@@ -160,13 +160,18 @@ class GatewayConfig(uvicorn.Config):
             self.ssl = server_ssl_context(self.ssl_certfile, self.ssl_keyfile, self.tls_min_version)
 
 
+def drain_data_plane() -> None:
+    """Shutdown began: the data plane closes its SSE streams (either server would wait on them)."""
+    from proxy.runtime import active_runtime
+
+    runtime = active_runtime()
+    if runtime is not None:
+        runtime.drain()
+
+
 class GatewayServer(uvicorn.Server):
     def handle_exit(self, sig, frame) -> None:
-        from proxy.runtime import active_runtime
-
-        runtime = active_runtime()
-        if runtime is not None:
-            runtime.drain()
+        drain_data_plane()
         super().handle_exit(sig, frame)
 
 
@@ -227,8 +232,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tls-cert-file", default=os.environ.get("GATEWAY_TLS_CERT_FILE", ""))
     parser.add_argument("--tls-key-file", default=os.environ.get("GATEWAY_TLS_KEY_FILE", ""))
     parser.add_argument("--tls-min-version", default=os.environ.get("GATEWAY_TLS_MIN_VERSION", "TLSv1.2"))
+    parser.add_argument("--server", choices=SERVERS, default=os.environ.get("GATEWAY_SERVER", "uvicorn"))
     args = parser.parse_args(argv)
     _check_tls(parser, args)
+    if args.server == "granian":  # an option, measured by `make bench-ab` (README, Performance)
+        from gateway_project.serve_granian import granian_config_error, run_granian
+
+        if error := granian_config_error(args):
+            parser.error(error)
+        run_granian(args)
+        return
     config = GatewayConfig(
         APP,
         tls_min_version=args.tls_min_version,

@@ -257,4 +257,12 @@ def create_upstream_client(kind: str, pool_size: int) -> UpstreamClient:
         return HttpxUpstreamClient(pool_size)
     if kind == "aiohttp":
         return AiohttpUpstreamClient(pool_size)
-    raise ValueError(f"UPSTREAM_CLIENT must be aiohttp or httpx, not {kind!r}")
+    if kind == "pyreqwest":
+        try:
+            import pyreqwest  # noqa: F401 - an optional extra
+        except ImportError as exc:
+            raise ValueError("UPSTREAM_CLIENT=pyreqwest needs pyreqwest: pip install '.[pyreqwest]'") from exc
+        from proxy.upstream_pyreqwest import PyreqwestUpstreamClient
+
+        return PyreqwestUpstreamClient(pool_size)
+    raise ValueError(f"UPSTREAM_CLIENT must be aiohttp, httpx or pyreqwest, not {kind!r}")

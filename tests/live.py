@@ -454,3 +454,26 @@ def wait_until(condition, timeout: float, interval: float = 0.05, message: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {message}")
         time.sleep(interval)
+
+
+def trickle_headers(port: int) -> tuple[bytes, float]:
+    """A slowloris client: a request line, then one header line every 0.3 s for 6 s. Returns
+    what the gateway sent before it closed the connection, and the seconds that took."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        started = time.monotonic()
+        sock.sendall(b"GET /api/v1/sales/x HTTP/1.1\r\n")
+        data = b""
+        try:
+            for _ in range(20):  # never finishes in time
+                sock.sendall(b"X-Slow: 1\r\n")
+                time.sleep(0.3)
+        except OSError:
+            pass
+        try:
+            while chunk := sock.recv(4096):
+                data += chunk
+        except OSError:
+            pass
+        return data, time.monotonic() - started

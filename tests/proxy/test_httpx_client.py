@@ -1,4 +1,4 @@
-"""The httpx upstream client (UPSTREAM_CLIENT=httpx) behaves like the default aiohttp one."""
+"""The other upstream clients (UPSTREAM_CLIENT=httpx, pyreqwest) behave like the default aiohttp one."""
 
 import hashlib
 import json
@@ -9,21 +9,26 @@ import httpx
 import pytest
 
 from tests.live import GatewayServer, free_port
+from tests.proxy.test_tls import mtls_upstream, pki  # noqa: F401 - the private PKI and an mTLS upstream
+
+CLIENT_CLASSES = {
+    "httpx": "proxy.upstream.HttpxUpstreamClient",
+    "pyreqwest": "proxy.upstream_pyreqwest.PyreqwestUpstreamClient",
+}
 
 
-@pytest.fixture
-def httpx_gateway(transactional_db, settings):
+@pytest.fixture(params=sorted(CLIENT_CLASSES))
+def httpx_gateway(request, transactional_db, settings):
     settings.RATE_LIMIT_DEFAULT = ""
-    settings.UPSTREAM_CLIENT = "httpx"
+    settings.UPSTREAM_CLIENT = request.param
     server = GatewayServer().start()
     yield server
     server.stop()
 
 
-def test_the_runtime_uses_httpx(httpx_gateway):
-    from proxy.upstream import HttpxUpstreamClient
-
-    assert isinstance(httpx_gateway.runtime.upstream, HttpxUpstreamClient)
+def test_the_runtime_uses_the_configured_client(httpx_gateway, settings):
+    client = type(httpx_gateway.runtime.upstream)
+    assert f"{client.__module__}.{client.__name__}" == CLIENT_CLASSES[settings.UPSTREAM_CLIENT]
 
 
 def test_forwarding_streaming_and_sse(httpx_gateway, make_service, upstream):
@@ -53,3 +58,20 @@ def test_errors_map_the_same_way(httpx_gateway, make_service, upstream):
     assert httpx.get(f"{httpx_gateway.url}/api/v1/sales/slow?delay=2").json()["code"] == "UPSTREAM_TIMEOUT"
     assert httpx.get(f"{httpx_gateway.url}/api/v1/gone/x").json()["code"] == "BAD_GATEWAY"
     assert httpx.get(f"{httpx_gateway.url}/api/v1/sales/status/418").status_code == 418
+
+
+def test_a_target_with_its_own_ca_and_client_certificate_is_reached(
+    httpx_gateway,
+    make_service,
+    mtls_upstream,  # noqa: F811
+    pki,  # noqa: F811
+):
+    # pyreqwest hands such a target to aiohttp (the snapshot holds an ssl.SSLContext).
+    tls = {"tls_ca_file": str(pki.ca)}
+    make_service("bare", targets=[{"url": mtls_upstream.url, **tls}], retries=0)
+    client_cert = {"tls_client_cert_file": str(pki.client_cert), "tls_client_key_file": str(pki.client_key)}
+    make_service("sales", targets=[{"url": mtls_upstream.url, **tls, **client_cert}], retries=0)
+    httpx_gateway.sync()
+    assert httpx.get(f"{httpx_gateway.url}/api/v1/bare/x").status_code == 502
+    assert httpx.get(f"{httpx_gateway.url}/api/v1/sales/x").status_code == 200
+    assert len(mtls_upstream.hits("/x")) == 1

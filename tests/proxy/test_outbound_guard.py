@@ -234,7 +234,7 @@ def test_upstream_clients_refuse_a_rebinding_target(rebinding, recorder):
         finally:
             await client.close()
 
-    for kind in ("aiohttp", "httpx"):
+    for kind in ("aiohttp", "httpx", "pyreqwest"):
         with pytest.raises(ConnectFailure, match="denied network"):
             asyncio.run(send(kind))
     assert recorder.connections == 0

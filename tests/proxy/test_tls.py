@@ -245,12 +245,13 @@ def _client_context(pki: Pki, maximum: ssl.TLSVersion | None = None) -> ssl.SSLC
     return context
 
 
-def _tls_gateway(pki: Pki, min_version: str) -> GatewayProcess:
+def _tls_gateway(pki: Pki, min_version: str, server: str = "uvicorn") -> GatewayProcess:
     return GatewayProcess(
         extra_env={
             "GATEWAY_TLS_CERT_FILE": str(pki.server_cert),
             "GATEWAY_TLS_KEY_FILE": str(pki.server_key),
             "GATEWAY_TLS_MIN_VERSION": min_version,
+            "GATEWAY_SERVER": server,
         }
     ).start()
 
@@ -272,8 +273,9 @@ def test_the_gateway_terminates_tls_and_sends_hsts(make_service, upstream, pki, 
     assert upstream.hits("/x")[0].headers.get("x-forwarded-proto") == "https"
 
 
-def test_tls13_minimum_refuses_a_tls12_client(pki, transactional_db):
-    gateway = _tls_gateway(pki, "TLSv1.3")
+@pytest.mark.parametrize("server", ["uvicorn", "granian"])
+def test_tls13_minimum_refuses_a_tls12_client(pki, transactional_db, server):
+    gateway = _tls_gateway(pki, "TLSv1.3", server)
     try:
         with httpx.Client(verify=_client_context(pki)) as client:
             assert client.get(f"{gateway.url}/health/live").status_code == 200
