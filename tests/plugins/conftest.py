@@ -5,6 +5,7 @@ plane's fixtures (a recording upstream on loopback, services, a live gateway).""
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import site
 import subprocess
 import sys
@@ -59,11 +60,20 @@ def example_package():
     share this environment, and removing or replacing the package under one of them would
     hide the entry point from its discovery halfway through.
     """
-    try:
-        importlib.metadata.distribution(EXAMPLE_DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
+    if not _installed_from_an_existing_checkout():
         _pip("install", "-e", str(EXAMPLE_PACKAGE), "--no-deps", "--no-build-isolation", "--no-index")
     site.addsitedir(sysconfig.get_paths()["purelib"])
+
+
+def _installed_from_an_existing_checkout() -> bool:
+    """Installed, and its editable source still exists (a checkout since removed leaves an
+    entry point whose module no longer imports)."""
+    try:
+        distribution = importlib.metadata.distribution(EXAMPLE_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    location = json.loads(distribution.read_text("direct_url.json") or "{}").get("url", "")
+    return not location.startswith("file://") or Path(location.removeprefix("file://")).is_dir()
 
 
 @pytest.fixture(autouse=True)
