@@ -398,7 +398,9 @@ class GatewayProcess:
 
         import httpx
 
-        self.process = subprocess.Popen(self.command, env=self.env)
+        # Its own process group: stop() ends the workers too, even when the supervisor is
+        # killed before it could stop them (a worker left behind keeps serving the test database).
+        self.process = subprocess.Popen(self.command, env=self.env, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -412,16 +414,21 @@ class GatewayProcess:
         raise RuntimeError("gateway process did not start")
 
     def stop(self) -> None:
+        import os
+        import signal
         import subprocess
 
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        with contextlib.suppress(ProcessLookupError):  # workers the supervisor did not take along
+            os.killpg(self.process.pid, signal.SIGKILL)
 
 
 @contextlib.contextmanager
