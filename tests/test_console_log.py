@@ -1,12 +1,12 @@
 """`make run`'s console format (LOG_FORMAT=console): one readable, masked line per record."""
 
-import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 from gateway_project.logs import ConsoleFormatter
+from tests.proxy.test_log_masking import django_not_found_record
 from tests.test_devrun import CONSOLE_RECORD
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -15,19 +15,13 @@ EMAIL = "ana@example.com"
 
 def test_a_record_is_one_line_with_its_fields_masked(rf):
     request = rf.get(f"/api/manage/users/{EMAIL}/")
-    record = logging.makeLogRecord(
+    record = django_not_found_record(
+        request,
         {
-            "name": "django.request",
-            "levelno": logging.WARNING,
-            "levelname": "WARNING",
-            "msg": "Not Found: %s",
-            "args": (request.path,),
-            "request": request,
-            "status_code": 404,
             "authorization": "Bearer abc.def.ghi",
             "note": f"mail {EMAIL}",
             "color_message": "\x1b[31mNot Found\x1b[0m",
-        }
+        },
     )
 
     line = ConsoleFormatter().format(record)

@@ -170,10 +170,9 @@ def test_url_credentials_are_masked():
     )
 
 
-def test_the_json_formatter_masks_message_extras_and_django_requests(rf, settings):
-    settings.LOG_MASK_QUERY_PARAMS = ["token", "tracking"]
-    request = rf.get(f"/api/manage/users/{EMAIL}/", {"tracking": "abc123", "page": "2"})
-    record = logging.makeLogRecord(
+def django_not_found_record(request, extra: dict) -> logging.LogRecord:
+    """The record Django logs for a 404 of `request`, with `extra` fields beside it."""
+    return logging.makeLogRecord(
         {
             "name": "django.request",
             "levelno": logging.WARNING,
@@ -182,11 +181,22 @@ def test_the_json_formatter_masks_message_extras_and_django_requests(rf, setting
             "args": (request.path,),
             "request": request,
             "status_code": 404,
+            **extra,
+        }
+    )
+
+
+def test_the_json_formatter_masks_message_extras_and_django_requests(rf, settings):
+    settings.LOG_MASK_QUERY_PARAMS = ["token", "tracking"]
+    request = rf.get(f"/api/manage/users/{EMAIL}/", {"tracking": "abc123", "page": "2"})
+    record = django_not_found_record(
+        request,
+        {
             "path": f"/cards/{CARD}",
             "url": "http://up.example/x?tracking=abc123",
             "authorization": BEARER,
             "detail": {"cookie": "sessionid=abc", "note": f"mail {EMAIL}"},
-        }
+        },
     )
     line = json.loads(JsonFormatter().format(record))
     assert line["message"] == "Not Found: /api/manage/users/***/"

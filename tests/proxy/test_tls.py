@@ -304,17 +304,22 @@ def test_tls13_minimum_refuses_a_tls12_client(pki, transactional_db, server):
     ],
 )
 def test_a_bad_tls_configuration_stops_the_server_with_a_clear_message(pki, env, message):
+    files = {"CERT": str(pki.server_cert), "KEY": str(pki.server_key), "CA": str(pki.ca)}
+    assert message in refusal_to_serve({k: files.get(v, v) for k, v in env.items()})
+
+
+def refusal_to_serve(extra_env: dict[str, str]) -> str:
+    """`serve` run with this environment: it must refuse to start (exit 2); what it said."""
+    import os
     import subprocess
     import sys
 
-    files = {"CERT": str(pki.server_cert), "KEY": str(pki.server_key), "CA": str(pki.ca)}
-    environment = {**__import__("os").environ, **{k: files.get(v, v) for k, v in env.items()}}
     result = subprocess.run(
         [sys.executable, "-m", "gateway_project.serve", "--port", "0"],
-        env=environment,
+        env={**os.environ, **extra_env},
         capture_output=True,
         text=True,
         timeout=30,
     )
-    assert result.returncode == 2
-    assert message in result.stderr
+    assert result.returncode == 2, result.stderr
+    return result.stderr
